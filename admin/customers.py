@@ -1,0 +1,172 @@
+"""The customer screens: PII shown or masked by role, exact search by blind index, audited."""
+
+from __future__ import annotations
+
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from wtforms import DateField, SelectField, StringField, TextAreaField
+from wtforms.validators import Length, Optional
+
+from admin.base import StaffModelView
+from admin.fields import TAGS_HELP, choices, valid_email, valid_phone
+from models import db
+from models.audit import record_event
+from models.customer import (
+    CUSTOMER_LANGUAGES,
+    GENDER_LABELS,
+    PII_FIELDS,
+    SOURCE_LABELS,
+    Customer,
+    contact_filter,
+)
+
+
+def can_view_pii() -> bool:
+    return current_user.is_authenticated and current_user.can("customer.view_pii")
+
+
+def personal_value(view, context, model: Customer, name: str):
+    """Formatter: a personal field, masked for staff without PII rights."""
+    return model.display(name, can_view_pii()) or ""
+
+
+def gender_label(view, context, model: Customer, name: str):
+    return GENDER_LABELS.get(model.gender, model.gender)
+
+
+def source_label(view, context, model: Customer, name: str):
+    return SOURCE_LABELS.get(model.source_channel, model.source_channel or "")
+
+
+def language_label(view, context, model: Customer, name: str):
+    return CUSTOMER_LANGUAGES.get(model.language, model.language)
+
+
+PERSONAL_FORMATTERS = {name: personal_value for name in PII_FIELDS}
+LABEL_FORMATTERS = {
+    "gender": gender_label,
+    "source_channel": source_label,
+    "language": language_label,
+}
+
+
+class CustomerView(StaffModelView):
+    """Customers: agents and up see and edit PII (audited), analysts see it masked."""
+
+    right = "customer.list"
+    audit_type = "customer"
+    column_list = [
+        "member_no", "name", "email", "phone", "city", "gender", "source_channel", "tags", "created_at",
+    ]
+    column_details_list = [
+        "member_no", "name", "email", "phone", "birthday", "gender", "language", "city",
+        "address", "source_channel", "tags", "notes", "created_at", "updated_at",
+    ]
+    column_export_list = column_details_list
+    column_labels = {
+        "member_no": _l("Member no."),
+        "name": _l("Name"),
+        "email": _l("Email"),
+        "phone": _l("Phone"),
+        "birthday": _l("Birthday"),
+        "gender": _l("Gender"),
+        "language": _l("Language"),
+        "city": _l("City"),
+        "address": _l("Address"),
+        "source_channel": _l("Source"),
+        "tags": _l("Tags"),
+        "notes": _l("Notes"),
+        "created_at": _l("Created"),
+        "updated_at": _l("Updated"),
+    }
+    column_formatters = PERSONAL_FORMATTERS | LABEL_FORMATTERS
+    column_formatters_export = PERSONAL_FORMATTERS | LABEL_FORMATTERS
+    column_sortable_list = ["member_no", "city", "gender", "source_channel", "created_at"]
+    column_default_sort = ("created_at", True)
+    # Plain columns searched by ILIKE; an email or phone is matched by blind index instead.
+    column_searchable_list = ["member_no", "city", "tags"]
+    column_filters = ["city", "gender", "language", "source_channel", "tags", "created_at"]
+    can_view_details = True
+    simple_list_pager = False
+
+    form_columns = [
+        "name", "email", "phone", "birthday", "gender", "language", "city",
+        "address", "source_channel", "tags", "notes", "member_no",
+    ]
+    form_extra_fields = {
+        "name": StringField(_l("Name"), validators=[Optional(), Length(max=200)]),
+        "email": StringField(_l("Email"), validators=[Optional(), Length(max=254), valid_email]),
+        "phone": StringField(_l("Phone"), validators=[Optional(), Length(max=40), valid_phone]),
+        "birthday": DateField(_l("Birthday"), validators=[Optional()]),
+        "address": TextAreaField(_l("Address"), validators=[Optional(), Length(max=500)]),
+        "notes": TextAreaField(_l("Notes"), validators=[Optional(), Length(max=5000)]),
+    }
+    form_overrides = {"gender": SelectField, "language": SelectField, "source_channel": SelectField}
+    form_args = {
+        "gender": {"choices": choices(GENDER_LABELS), "label": _l("Gender")},
+        "language": {"choices": list(CUSTOMER_LANGUAGES.items()), "label": _l("Language")},
+        "source_channel": {"choices": choices(SOURCE_LABELS), "label": _l("Source")},
+        "tags": {"description": TAGS_HELP, "label": _l("Tags")},
+        "city": {"label": _l("City")},
+        "member_no": {"label": _l("Member no."), "description": _l("Leave empty to assign one.")},
+    }
+
+    @property
+    def can_create(self) -> bool:
+        return current_user.can("customer.edit")
+
+    @property
+    def can_edit(self) -> bool:
+        return current_user.can("customer.edit")
+
+    @property
+    def can_delete(self) -> bool:
+        return current_user.can("customer.erase")
+
+    @property
+    def can_export(self) -> bool:
+        return current_user.can("customer.export")
+
+    def _handle_view(self, name, **kwargs):
+        refused = super()._handle_view(name, **kwargs)
+        if refused is not None:
+            return refused
+        rights = {
+            "create_view": "customer.edit",
+            "edit_view": "customer.edit",
+            "delete_view": "customer.erase",
+            "export": "customer.export",
+            "action_view": "customer.erase",
+        }
+        if name in rights and not current_user.can(rights[name]):
+            return self.inaccessible_callback(name, **kwargs)
+        return None
+
+    def _apply_search(self, query, count_query, joins, count_joins, search):
+        match = contact_filter(search)
+        if match is None:
+            return super()._apply_search(query, count_query, joins, count_joins, search)
+        query = query.filter(match)
+        if count_query is not None:
+            count_query = count_query.filter(match)
+        return query, count_query, joins, count_joins
+
+    def render(self, template, **kwargs):
+        """Every page that shows a customer's unmasked details leaves an audit event."""
+        if can_view_pii():
+            self._audit_disclosure(template, kwargs)
+        return super().render(template, **kwargs)
+
+    def _audit_disclosure(self, template: str, kwargs: dict) -> None:
+        if template == self.list_template and kwargs.get("data"):
+            ids = ",".join(str(m.id) for m in kwargs["data"])
+            shown = [c for c, _label in self._list_columns if c in PII_FIELDS]
+            record_event("customer.list", "customer", None, shown, detail=f"ids={ids}")
+        elif template in (self.details_template, self.details_modal_template) and kwargs.get("model"):
+            shown = [c for c, _label in self._details_columns if c in PII_FIELDS]
+            record_event("customer.view", "customer", kwargs["model"].id, shown)
+        elif template in (self.edit_template, self.edit_modal_template) and kwargs.get("model"):
+            record_event("customer.view", "customer", kwargs["model"].id, PII_FIELDS, detail="edit form")
+        else:
+            return
+        db.session.commit()

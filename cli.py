@@ -1,0 +1,164 @@
+"""Management commands. Each is thin: it parses, calls a domain function, reports."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+
+import click
+import sqlalchemy as sa
+from flask import current_app
+from flask.cli import with_appcontext
+
+import config
+from models import db
+from models.crypto import EXTENSION_KEY, KeyRing, keyring, new_key
+from models.user import PasswordPolicyError, Role, StaffUser, create_staff_user
+
+
+def _read_password() -> str:
+    """Prompt twice without echo on a terminal; read one line from standard input otherwise."""
+    if sys.stdin.isatty():
+        return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise click.UsageError("no password on standard input")
+    return line.rstrip("\r\n")
+
+
+@click.command("create-user")
+@click.argument("email")
+@click.option("--role", type=click.Choice([r.value for r in Role]), required=True)
+@click.option("--name", default="", help="Display name.")
+@with_appcontext
+def create_user_command(email: str, role: str, name: str) -> None:
+    """Create a staff account; the password is prompted for (or read from stdin)."""
+    password = _read_password()
+    try:
+        create_staff_user(email, password, role, display_name=name)
+    except (PasswordPolicyError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(f"Created {role} {email.strip().lower()}")
+
+
+def generated_password() -> str:
+    """A random password that satisfies the policy."""
+    return secrets.token_urlsafe(15)
+
+
+@click.command("bootstrap")
+@click.option("--customers", default=300, show_default=True, help="Demo customers on first run.")
+@with_appcontext
+def bootstrap_command(customers: int) -> None:
+    """First run only: create an admin (password printed once) and demo data."""
+    if db.session.scalar(sa.select(sa.func.count(StaffUser.id))):
+        click.echo("Patron is set up already; sign in with your account.")
+        return
+    password = generated_password()
+    create_staff_user("admin@patron.local", password, Role.ADMIN, display_name="Admin")
+    db.session.commit()
+    staff = _seed_with_progress(customers)
+    click.echo("")
+    click.echo("=" * 64)
+    click.echo("  Patron is ready at http://127.0.0.1:5000")
+    click.echo("  Admin sign-in:  admin@patron.local")
+    click.echo(f"  Password:       {password}")
+    for email, role, staff_password in staff:
+        click.echo(f"  Demo {role:<8}  {email}  {staff_password}")
+    click.echo("  These passwords are shown only now; store them safely.")
+    click.echo("=" * 64)
+
+
+def _seed_with_progress(customers: int) -> list[tuple[str, str, str]]:
+    from models.demo import seed_demo
+
+    with click.progressbar(length=customers, label="Demo customers") as bar:
+        return seed_demo(customers, progress=bar.update)
+
+
+@click.command("seed-demo")
+@click.option("--customers", default=300, show_default=True, type=click.IntRange(0, 10_000_000))
+@with_appcontext
+def seed_demo_command(customers: int) -> None:
+    """Add realistic demo data (zh_CN and en customers, demo staff on first call)."""
+    staff = _seed_with_progress(customers)
+    for email, role, password in staff:
+        click.echo(f"Demo {role}: {email} / {password}")
+    click.echo(f"Added {customers} customers.")
+
+
+@click.command("rotate-keys")
+@click.option("--new-key", "add_key", is_flag=True, help="First add a new key version to instance/keys.json.")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 100_000))
+@with_appcontext
+def rotate_keys_command(add_key: bool, batch_size: int) -> None:
+    """Re-encrypt every encrypted value under the newest key, in batches."""
+    from models.keys import rotate_keys, stale_value_count
+
+    if add_key:
+        _add_key_version()
+    total = stale_value_count()
+    ring = keyring()
+    click.echo(f"Newest key: version {ring.current_version}; {total} values to re-encrypt.")
+    with click.progressbar(length=total, label="Re-encrypting") as bar:
+        done = rotate_keys(batch_size=batch_size, progress=bar.update)
+    click.echo(f"Re-encrypted {done} values. Older key versions can now be retired.")
+
+
+def _add_key_version() -> None:
+    material = config.load_key_material(current_app.instance_path)
+    if material["source"] == "environment":
+        raise click.ClickException(
+            "Keys come from the environment: add the new version to PATRON_ENCRYPTION_KEYS."
+        )
+    version = max(material["encryption_keys"]) + 1
+    material["encryption_keys"][version] = new_key()
+    config.save_key_material(current_app.instance_path, material)
+    current_app.extensions[EXTENSION_KEY] = KeyRing.from_material(material)
+    click.echo(f"Added key version {version}.")
+
+
+@click.command("retire-key")
+@click.argument("version", type=int)
+@with_appcontext
+def retire_key_command(version: int) -> None:
+    """Remove an old key version from instance/keys.json once no value uses it."""
+    from models.keys import count_by_key_version
+
+    ring = keyring()
+    if version == ring.current_version:
+        raise click.ClickException("The newest key cannot be retired; rotate to a newer one first.")
+    in_use = count_by_key_version().get(version)
+    if in_use is None:
+        raise click.ClickException(f"There is no key version {version}.")
+    if in_use:
+        raise click.ClickException(f"{in_use} values still use key {version}; run flask rotate-keys.")
+    material = config.load_key_material(current_app.instance_path)
+    if material["source"] == "environment":
+        raise click.ClickException(f"Remove version {version} from PATRON_ENCRYPTION_KEYS.")
+    del material["encryption_keys"][version]
+    config.save_key_material(current_app.instance_path, material)
+    click.echo(f"Key version {version} retired.")
+
+
+@click.command("key-status")
+@with_appcontext
+def key_status_command() -> None:
+    """How many stored values each key version seals."""
+    from models.keys import count_by_key_version
+
+    ring = keyring()
+    for version, count in sorted(count_by_key_version().items()):
+        marker = " (newest)" if version == ring.current_version else ""
+        click.echo(f"key v{version}{marker}: {count} values")
+
+
+commands = [
+    create_user_command,
+    bootstrap_command,
+    seed_demo_command,
+    rotate_keys_command,
+    retire_key_command,
+    key_status_command,
+]

@@ -1,0 +1,104 @@
+"""Configuration: defaults here, secrets and keys from the environment or the instance folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+DEFAULTS = {
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "SESSION_COOKIE_SECURE": False,
+    "PERMANENT_SESSION_LIFETIME": 8 * 3600,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_HEADERS_ENABLED": True,
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    "LOGIN_FAILURES_PER_ACCOUNT": "5 per 15 minutes",
+    "DEFAULT_PHONE_REGION": "CN",
+    "DEFAULT_TIMEZONE": "Asia/Shanghai",
+    "BABEL_DEFAULT_LOCALE": "en",
+    "BABEL_DEFAULT_TIMEZONE": "UTC",
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    "WTF_CSRF_TIME_LIMIT": None,
+    "ADMIN_PAGE_SIZE": 20,
+}
+
+PRODUCTION = {"SESSION_COOKIE_SECURE": True, "PREFERRED_URL_SCHEME": "https"}
+
+KEYS_FILE = "keys.json"
+SECRET_KEY_FILE = "secret_key"
+
+
+def database_url(instance_path: str) -> str:
+    """DATABASE_URL from the environment, else SQLite in the instance folder."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        # Plain postgres:// URLs (as many hosts hand them out) mean psycopg 3 here.
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+    return "sqlite:///" + os.path.join(instance_path, "patron.sqlite")
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create a file readable by its owner only (0600) and write text into it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def load_secret_key(instance_path: str) -> str:
+    """SECRET_KEY from the environment, else from (or generated into) the instance folder."""
+    if os.environ.get("PATRON_SECRET_KEY"):
+        return os.environ["PATRON_SECRET_KEY"]
+    path = Path(instance_path) / SECRET_KEY_FILE
+    if not path.exists():
+        _write_private(path, secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def load_key_material(instance_path: str) -> dict:
+    """Encryption keys and the blind-index key: environment first, else the instance keys file.
+
+    PATRON_ENCRYPTION_KEYS is "version:base64key,version:base64key"; PATRON_BLIND_INDEX_KEY
+    is base64. Without them a keys file is generated on first run with mode 0600.
+    """
+    env_keys = os.environ.get("PATRON_ENCRYPTION_KEYS")
+    env_blind = os.environ.get("PATRON_BLIND_INDEX_KEY")
+    if env_keys and env_blind:
+        keys = {}
+        for item in env_keys.split(","):
+            version, _, key = item.strip().partition(":")
+            keys[int(version)] = key
+        return {"encryption_keys": keys, "blind_index_key": env_blind, "source": "environment"}
+    path = Path(instance_path) / KEYS_FILE
+    if not path.exists():
+        from models.crypto import new_key
+
+        _write_private(
+            path,
+            json.dumps({"encryption_keys": {"1": new_key()}, "blind_index_key": new_key()}, indent=2),
+        )
+    data = json.loads(path.read_text())
+    return {
+        "encryption_keys": {int(v): k for v, k in data["encryption_keys"].items()},
+        "blind_index_key": data["blind_index_key"],
+        "source": str(path),
+    }
+
+
+def save_key_material(instance_path: str, material: dict) -> None:
+    """Rewrite the instance keys file (used when adding or retiring a key)."""
+    path = Path(instance_path) / KEYS_FILE
+    payload = {
+        "encryption_keys": {str(v): k for v, k in sorted(material["encryption_keys"].items())},
+        "blind_index_key": material["blind_index_key"],
+    }
+    tmp = path.with_suffix(".tmp")
+    if tmp.exists():
+        tmp.unlink()
+    _write_private(tmp, json.dumps(payload, indent=2))
+    os.replace(tmp, path)

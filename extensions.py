@@ -1,0 +1,29 @@
+"""Flask extensions, created unbound here and bound to each app in create_app()."""
+
+from flask import request
+from flask_babel import Babel
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, current_user
+from flask_migrate import Migrate
+
+login_manager = LoginManager()
+migrate = Migrate(render_as_batch=True, compare_type=True)
+limiter = Limiter(key_func=get_remote_address, default_limits=[])
+babel = Babel()
+
+SUPPORTED_LOCALES = ("en", "zh_Hans_CN")
+
+
+def select_locale() -> str:
+    """The staff member's language setting, else the browser's Accept-Language.
+
+    Any Chinese request answers zh_Hans_CN, the name Flask-Admin's catalogue uses.
+    """
+    explicit = request.args.get("lang")
+    if explicit in SUPPORTED_LOCALES:
+        return explicit
+    if current_user and getattr(current_user, "is_authenticated", False) and current_user.language:
+        return current_user.language
+    best = request.accept_languages.best_match(["en", "zh", "zh-CN", "zh-Hans", "zh-TW"], default="en")
+    return "zh_Hans_CN" if best.lower().startswith("zh") else "en"

@@ -1,0 +1,1 @@
+"""Segmentation and scoring: set-based queries over the database, no Flask imports."""

@@ -1,0 +1,70 @@
+"""The append-only audit log: who did what to which record, naming fields but never values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask import has_request_context, request
+from flask_login import current_user
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from models import UTCDateTime, db, utcnow
+
+
+class AuditEvent(db.Model):
+    """One audited action. Rows are never updated or deleted (database triggers refuse it)."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff_user.id"))
+    actor: Mapped[str] = mapped_column(sa.String(254), default="")
+    action: Mapped[str] = mapped_column(sa.String(64), index=True)
+    object_type: Mapped[str | None] = mapped_column(sa.String(64))
+    object_id: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    fields: Mapped[str] = mapped_column(sa.Text, default="")
+    detail: Mapped[str] = mapped_column(sa.Text, default="")
+    ip: Mapped[str | None] = mapped_column(sa.String(64))
+
+    def __str__(self) -> str:
+        target = f"{self.object_type or ''} {self.object_id or ''}".strip()
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {target}"
+
+
+def record_event(
+    action: str,
+    object_type: str | None = None,
+    object_id: object = None,
+    fields: Iterable[str] = (),
+    detail: str = "",
+    actor: object = None,
+) -> AuditEvent:
+    """Add an audit event to the session, in the caller's transaction."""
+    who = actor if actor is not None else (current_user if has_request_context() else None)
+    actor_id = getattr(who, "id", None) if getattr(who, "is_authenticated", False) else None
+    label = str(getattr(who, "email", "") or who or "") if who is not None else "system"
+    if has_request_context() and not getattr(who, "is_authenticated", False) and actor is None:
+        label = "anonymous"
+    event = AuditEvent(
+        action=action,
+        object_type=object_type,
+        object_id=None if object_id is None else str(object_id)[:64],
+        fields=",".join(sorted(set(fields))),
+        detail=detail,
+        actor_id=actor_id,
+        actor=label[:254],
+        ip=request.remote_addr if has_request_context() else None,
+    )
+    db.session.add(event)
+    return event
+
+
+@sa.event.listens_for(Session, "before_flush")
+def _refuse_audit_changes(session: Session, _context, _instances) -> None:
+    """Nothing in the app may change or remove an audit event."""
+    for obj in list(session.dirty) + list(session.deleted):
+        if isinstance(obj, AuditEvent) and (obj in session.deleted or session.is_modified(obj)):
+            raise PermissionError("audit events are append-only")

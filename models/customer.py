@@ -1,0 +1,166 @@
+"""Customers: personal fields sealed at rest, blind indexes for exact search, masking by role."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from datetime import date, datetime
+
+import sqlalchemy as sa
+from flask import current_app
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import Mapped, mapped_column, validates
+
+from models import UTCDateTime, db, utcnow
+from models.contact import (
+    InvalidContact,
+    email_lookup_key,
+    mask_date,
+    mask_email,
+    mask_name,
+    mask_phone,
+    mask_text,
+    normalise_email,
+    normalise_phone,
+)
+from models.crypto import EncryptedDate, EncryptedText, blind_index
+
+
+class Gender(enum.StrEnum):
+    FEMALE = "female"
+    MALE = "male"
+    OTHER = "other"
+    UNDISCLOSED = "undisclosed"
+
+
+class SourceChannel(enum.StrEnum):
+    STORE = "store"
+    ONLINE = "online"
+    WECHAT = "wechat"
+    PHONE = "phone"
+    REFERRAL = "referral"
+    EVENT = "event"
+    IMPORT = "import"
+    OTHER = "other"
+
+
+GENDER_LABELS = {
+    Gender.FEMALE: _l("Female"),
+    Gender.MALE: _l("Male"),
+    Gender.OTHER: _l("Other"),
+    Gender.UNDISCLOSED: _l("Undisclosed"),
+}
+SOURCE_LABELS = {
+    SourceChannel.STORE: _l("In store"),
+    SourceChannel.ONLINE: _l("Online shop"),
+    SourceChannel.WECHAT: _l("WeChat"),
+    SourceChannel.PHONE: _l("Phone"),
+    SourceChannel.REFERRAL: _l("Referral"),
+    SourceChannel.EVENT: _l("Event"),
+    SourceChannel.IMPORT: _l("Import"),
+    SourceChannel.OTHER: _l("Other"),
+}
+CUSTOMER_LANGUAGES = {"zh_Hans_CN": "简体中文", "en": "English"}
+
+# Personal fields, each with the mask shown to staff without PII rights.
+PII_MASKS: dict[str, Callable[[object], str]] = {
+    "name": mask_name,
+    "email": mask_email,
+    "phone": mask_phone,
+    "birthday": mask_date,
+    "address": mask_text,
+    "notes": mask_text,
+}
+PII_FIELDS = tuple(PII_MASKS)
+
+
+class Customer(db.Model):
+    """A customer of the shop. Personal fields are encrypted; segmentation fields are plain."""
+
+    __tablename__ = "customer"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "gender IN ('female', 'male', 'other', 'undisclosed')", name="gender"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_no: Mapped[str | None] = mapped_column(sa.String(32), unique=True)
+    name: Mapped[str | None] = mapped_column(EncryptedText("customer.name"))
+    email: Mapped[str | None] = mapped_column(EncryptedText("customer.email"))
+    email_bidx: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    phone: Mapped[str | None] = mapped_column(EncryptedText("customer.phone"))
+    phone_bidx: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    birthday: Mapped[date | None] = mapped_column(EncryptedDate("customer.birthday"))
+    address: Mapped[str | None] = mapped_column(EncryptedText("customer.address"))
+    notes: Mapped[str | None] = mapped_column(EncryptedText("customer.notes"))
+    city: Mapped[str | None] = mapped_column(sa.String(100), index=True)
+    gender: Mapped[str] = mapped_column(sa.String(16), default=Gender.UNDISCLOSED.value)
+    language: Mapped[str] = mapped_column(sa.String(16), default="zh_Hans_CN")
+    source_channel: Mapped[str | None] = mapped_column(sa.String(32), index=True)
+    tags: Mapped[str] = mapped_column(sa.String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def __str__(self) -> str:
+        return self.member_no or f"#{self.id}"
+
+    @validates("email")
+    def _normalise_email(self, _key: str, value: str | None) -> str | None:
+        if not value or not value.strip():
+            self.email_bidx = None
+            return None
+        normalised = normalise_email(value)
+        self.email_bidx = blind_index("email", normalised.lower())
+        return normalised
+
+    @validates("phone")
+    def _normalise_phone(self, _key: str, value: str | None) -> str | None:
+        if not value or not value.strip():
+            self.phone_bidx = None
+            return None
+        normalised = normalise_phone(value, default_region())
+        self.phone_bidx = blind_index("phone", normalised)
+        return normalised
+
+    @validates("tags")
+    def _normalise_tags(self, _key: str, value: str | None) -> str:
+        parts = [t.strip() for t in (value or "").replace("，", ",").split(",")]
+        return ",".join(dict.fromkeys(t for t in parts if t))
+
+    def display(self, field: str, can_view_pii: bool) -> object:
+        """A field's value as this viewer may see it: masked unless they hold PII rights."""
+        value = getattr(self, field)
+        if field in PII_MASKS and not can_view_pii:
+            return PII_MASKS[field](value)
+        return value
+
+
+@sa.event.listens_for(Customer, "after_insert")
+def _assign_member_no(_mapper, connection, target: Customer) -> None:
+    """Customers created without a member number get one derived from their id."""
+    if not target.member_no:
+        number = f"M{target.id:08d}"
+        table = Customer.__table__
+        connection.execute(
+            sa.update(table)
+            .where(table.c.id == target.id)
+            .values(member_no=number, updated_at=target.updated_at)
+        )
+        sa.orm.attributes.set_committed_value(target, "member_no", number)
+
+
+def default_region() -> str:
+    """The region national phone numbers are read in (config DEFAULT_PHONE_REGION)."""
+    return current_app.config.get("DEFAULT_PHONE_REGION", "CN")
+
+
+def contact_filter(term: str) -> sa.ColumnElement[bool] | None:
+    """A WHERE clause matching the term by blind index, or None if it is no email/phone."""
+    term = term.strip()
+    try:
+        if "@" in term:
+            return Customer.email_bidx == blind_index("email", email_lookup_key(term))
+        return Customer.phone_bidx == blind_index("phone", normalise_phone(term, default_region()))
+    except InvalidContact:
+        return None

@@ -1,0 +1,143 @@
+"""Fixtures: a fresh app and database per test (SQLite by default, PostgreSQL when configured)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import upgrade
+
+from app import create_app
+from models import db
+from models.crypto import new_key
+from models.user import Role, StaffUser, create_staff_user
+
+TEST_PASSWORD = "correct horse battery staple 42"
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def postgres_url() -> str | None:
+    """The PostgreSQL URL to test against, if one is configured."""
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url and url.startswith("postgres"):
+        return url.replace("postgresql://", "postgresql+psycopg://", 1)
+    return None
+
+
+@pytest.fixture(scope="session")
+def key_material() -> dict:
+    return {"encryption_keys": {1: new_key()}, "blind_index_key": new_key(), "source": "test"}
+
+
+def base_config(tmp_path: Path, url: str, key_material: dict) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "SQLALCHEMY_DATABASE_URI": url,
+        "PATRON_KEY_MATERIAL": key_material,
+        "INSTANCE_PATH": str(tmp_path / "instance"),
+        "RATELIMIT_STORAGE_URI": "memory://",
+        "SERVER_NAME": "localhost",
+    }
+
+
+@pytest.fixture(scope="session")
+def migrated_database(tmp_path_factory, key_material):
+    """Run the real migrations once: into a template SQLite file, or into the PostgreSQL database."""
+    tmp = tmp_path_factory.mktemp("template")
+    url = postgres_url()
+    if url:
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+        engine.dispose()
+    else:
+        url = f"sqlite:///{tmp / 'template.sqlite'}"
+    app = create_app(base_config(tmp, url, key_material))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return url
+
+
+@pytest.fixture
+def database_url(migrated_database, tmp_path) -> str:
+    """A database in its freshly migrated state for this test."""
+    if migrated_database.startswith("sqlite"):
+        template = migrated_database.removeprefix("sqlite:///")
+        target = tmp_path / "patron.sqlite"
+        shutil.copyfile(template, target)
+        return f"sqlite:///{target}"
+    engine = sa.create_engine(migrated_database)
+    with engine.begin() as conn:
+        tables = [
+            name for name in sa.inspect(conn).get_table_names() if name != "alembic_version"
+        ]
+        conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return migrated_database
+
+
+@pytest.fixture
+def app(database_url, tmp_path, key_material):
+    app = create_app(base_config(tmp_path, database_url, key_material))
+    with app.app_context():
+        yield app
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+def csrf_token(html: str) -> str:
+    """The CSRF token in a page's form."""
+    match = CSRF_RE.search(html)
+    assert match, "no csrf_token in the page"
+    return match.group(1) or match.group(2)
+
+
+def make_staff(role: Role | str, email: str | None = None) -> StaffUser:
+    """A committed staff account with the test password."""
+    email = email or f"{Role(role).value}@test.example"
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == email))
+    if user is None:
+        user = create_staff_user(email, TEST_PASSWORD, role, display_name=f"Test {role}")
+        db.session.commit()
+    return user
+
+
+class AuthActions:
+    """Sign a test client in and out as a member of staff."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def login(self, role: Role | str = Role.ADMIN, email: str | None = None, password: str = TEST_PASSWORD):
+        user = make_staff(role, email)
+        page = self.client.get("/login")
+        return self.client.post(
+            "/login",
+            data={"email": user.email, "password": password, "csrf_token": csrf_token(page.text)},
+        )
+
+    def logout(self):
+        page = self.client.get("/admin/account/")
+        return self.client.post("/logout", data={"csrf_token": csrf_token(page.text)})
+
+
+@pytest.fixture
+def auth(client):
+    return AuthActions(client)

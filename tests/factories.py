@@ -1,0 +1,28 @@
+"""Valid objects in one call."""
+
+from __future__ import annotations
+
+import itertools
+
+from models import db
+from models.customer import Customer
+
+_serial = itertools.count(1)
+
+
+def make_customer(**fields) -> Customer:
+    """A committed customer; any field can be overridden."""
+    n = next(_serial)
+    values = {
+        "name": f"Test Customer {n}",
+        "email": f"customer{n}@example.com",
+        "phone": f"+86 138 0013 {n % 10000:04d}",
+        "city": "上海",
+        "language": "zh_Hans_CN",
+        "source_channel": "store",
+    }
+    values.update(fields)
+    customer = Customer(**values)
+    db.session.add(customer)
+    db.session.commit()
+    return customer
