@@ -101,7 +101,8 @@ def register_template_globals(app: Flask) -> None:
 
     from models.user import ROLE_LABELS
 
-    app.jinja_env.globals["csrf_token"] = generate_csrf
+    # Not named csrf_token: Flask-Admin templates would add a second token to every form.
+    app.jinja_env.globals["logout_token"] = generate_csrf
     app.jinja_env.globals["role_label"] = lambda role: ROLE_LABELS.get(role, role)
 
     @app.context_processor

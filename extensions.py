@@ -1,6 +1,6 @@
 """Flask extensions, created unbound here and bound to each app in create_app()."""
 
-from flask import request
+from flask import has_request_context, request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -20,6 +20,8 @@ def select_locale() -> str:
 
     Any Chinese request answers zh_Hans_CN, the name Flask-Admin's catalogue uses.
     """
+    if not has_request_context():
+        return "en"
     explicit = request.args.get("lang")
     if explicit in SUPPORTED_LOCALES:
         return explicit

@@ -92,7 +92,7 @@ def login():
 @bp.route("/logout", methods=["POST"])
 def logout():
     try:
-        validate_csrf(request.form.get("csrf_token"))
+        validate_csrf(request.form.get("logout_token"))
     except Exception:
         abort(400)
     if current_user.is_authenticated:

@@ -21,12 +21,27 @@ from models.export import csv_safe
 
 
 class StaffAccess:
-    """Mixin: the view needs a signed-in member of staff holding `right`."""
+    """Mixin: the view needs a signed-in member of staff holding `right`.
+
+    `endpoint_rights` names further rights for single endpoints of the view
+    (e.g. {"export": "customer.export"}); they are checked on top of `right`.
+    """
 
     right: str = "staff.manage"
+    endpoint_rights: t.ClassVar[dict[str, str]] = {}
 
     def is_accessible(self) -> bool:
         return bool(current_user.is_authenticated and current_user.can(self.right))
+
+    def may(self, endpoint: str) -> bool:
+        """Whether the current user may use one endpoint of this view."""
+        extra = self.endpoint_rights.get(endpoint)
+        return self.is_accessible() and (extra is None or current_user.can(extra))
+
+    def _handle_view(self, name: str, **kwargs: t.Any):
+        if not self.may(name):
+            return self.inaccessible_callback(name, **kwargs)
+        return super()._handle_view(name, **kwargs)
 
     def inaccessible_callback(self, name: str, **kwargs: t.Any):
         if not current_user.is_authenticated:
@@ -125,10 +140,15 @@ class StaffModelView(StaffAccess, ModelView):
 
         def rows() -> t.Iterator[str]:
             yield "\ufeff" + writer.writerow([str(label) for _name, label in columns])
-            for model in query.yield_per(self.export_batch_size):
-                yield writer.writerow(
-                    [csv_safe(self.get_export_value(model, name)) for name, _label in columns]
-                )
+            try:
+                for model in query.yield_per(self.export_batch_size):
+                    yield writer.writerow(
+                        [csv_safe(self.get_export_value(model, name)) for name, _label in columns]
+                    )
+            finally:
+                # The app context's teardown has already closed this session once, before
+                # the rows were read; close it again or PostgreSQL keeps the transaction open.
+                query.session.close()
 
         filename = secure_filename(self.get_export_name(export_type="csv"))
         return Response(

@@ -1,0 +1,216 @@
+"""Staff sign-in, sessions, passwords and the create-user command."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from models import db
+from models.audit import AuditEvent
+from models.user import (
+    PASSWORD_HASHER,
+    PasswordPolicyError,
+    Role,
+    StaffUser,
+    check_password_policy,
+)
+from tests.conftest import TEST_PASSWORD, csrf_token, make_staff
+
+
+def events(action: str) -> list[AuditEvent]:
+    return list(db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == action)))
+
+
+def test_passwords_are_hashed_with_argon2id_at_or_above_owasp_parameters(app):
+    user = make_staff(Role.AGENT)
+    assert user.password_hash.startswith("$argon2id$")
+    params = PASSWORD_HASHER
+    assert params.memory_cost >= 19 * 1024 and params.time_cost >= 2 and params.parallelism >= 1
+    assert TEST_PASSWORD not in user.password_hash
+
+
+@pytest.mark.parametrize(
+    "password",
+    ["short1!", "password1234", "1qaz2wsx3edc", "aaaaaaaaaaaaaaaa", "agent@test.example"],
+)
+def test_weak_passwords_are_refused(app, password):
+    with pytest.raises(PasswordPolicyError):
+        check_password_policy(password, "agent@test.example")
+
+
+def test_a_long_uncommon_password_is_accepted(app):
+    check_password_policy("Plum-kettle-47-harbour", "someone@example.com")
+
+
+def test_login_gives_a_new_session_and_reaches_the_panel(client, auth):
+    client.get("/login")
+    with client.session_transaction() as sess:
+        sess["planted"] = "by an attacker"
+    response = auth.login(Role.AGENT)
+    assert response.status_code == 302 and response.location.endswith("/admin/")
+    with client.session_transaction() as sess:
+        assert "planted" not in sess
+    assert client.get("/admin/").status_code == 200
+    assert events("login")
+
+
+def test_wrong_password_is_refused_and_audited_without_the_password(client, auth):
+    response = auth.login(Role.AGENT, password="wrong password entirely")
+    assert response.status_code == 200
+    assert "Wrong email or password" in response.text
+    failed = events("login.failed")
+    assert len(failed) == 1 and failed[0].detail == "agent@test.example"
+    assert "wrong password" not in failed[0].detail
+    assert client.get("/admin/").status_code == 302
+
+
+def test_login_without_csrf_token_is_rejected(client, app):
+    make_staff(Role.ADMIN)
+    response = client.post("/login", data={"email": "admin@test.example", "password": TEST_PASSWORD})
+    assert response.status_code == 400
+    assert client.get("/admin/").status_code == 302
+
+
+def test_repeated_failures_for_one_account_are_throttled(client, auth):
+    statuses = [auth.login(Role.AGENT, password=f"wrong-{i}").status_code for i in range(6)]
+    assert statuses[:5] == [200] * 5
+    assert statuses[5] == 429
+    # Even the right password is throttled until the window passes.
+    assert auth.login(Role.AGENT).status_code == 429
+
+
+def test_successful_logins_are_not_counted_against_the_limit(client, auth):
+    for _ in range(7):
+        assert auth.login(Role.AGENT).status_code == 302
+        auth.logout()
+
+
+@pytest.mark.parametrize(
+    "target, expected",
+    [
+        ("/admin/customers/", "/admin/customers/"),
+        ("https://evil.example/", "/admin/"),
+        ("//evil.example/", "/admin/"),
+        ("/\\evil.example", "/admin/"),
+        ("javascript:alert(1)", "/admin/"),
+    ],
+)
+def test_next_only_follows_local_paths(client, app, target, expected):
+    make_staff(Role.AGENT)
+    page = client.get("/login")
+    response = client.post(
+        "/login",
+        query_string={"next": target},
+        data={"email": "agent@test.example", "password": TEST_PASSWORD, "csrf_token": csrf_token(page.text)},
+    )
+    assert response.status_code == 302
+    assert response.location.removeprefix("http://localhost") == expected
+
+
+def test_logout_kills_a_copied_session_cookie(client, app, auth):
+    auth.login(Role.AGENT)
+    stolen = client.get_cookie("session").value
+    assert auth.logout().status_code == 302
+    thief = app.test_client()
+    thief.set_cookie("session", stolen)
+    assert thief.get("/admin/").status_code == 302
+
+
+def test_logout_needs_a_post_with_csrf(client, auth):
+    auth.login(Role.AGENT)
+    assert client.get("/logout").status_code == 405
+    assert client.post("/logout").status_code == 400
+    assert client.get("/admin/").status_code == 200
+
+
+def test_password_change_signs_out_other_sessions(client, app, auth):
+    auth.login(Role.AGENT)
+    other = app.test_client()
+    AuthOther = type(auth)(other)
+    AuthOther.login(Role.AGENT)
+    assert other.get("/admin/").status_code == 200
+
+    page = client.get("/admin/account/")
+    response = client.post(
+        "/admin/account/",
+        data={
+            "pw-csrf_token": csrf_token(page.text, "pw-csrf_token"),
+            "pw-current": TEST_PASSWORD,
+            "pw-new": "Lantern-orchid-93-river",
+            "pw-confirm": "Lantern-orchid-93-river",
+            "pw-submit_password": "1",
+        },
+    )
+    assert response.status_code == 302, response.text
+    assert client.get("/admin/").status_code == 200
+    assert other.get("/admin/").status_code == 302
+    db.session.expire_all()
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "agent@test.example"))
+    assert user.check_password("Lantern-orchid-93-river")
+
+
+def test_password_change_needs_the_current_password(client, auth):
+    auth.login(Role.AGENT)
+    page = client.get("/admin/account/")
+    response = client.post(
+        "/admin/account/",
+        data={
+            "pw-csrf_token": csrf_token(page.text, "pw-csrf_token"),
+            "pw-current": "not my password",
+            "pw-new": "Lantern-orchid-93-river",
+            "pw-confirm": "Lantern-orchid-93-river",
+            "pw-submit_password": "1",
+        },
+    )
+    assert response.status_code == 200
+    assert "not your current password" in response.text
+
+
+def test_deactivated_staff_are_signed_out_at_once(client, auth):
+    auth.login(Role.AGENT)
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "agent@test.example"))
+    user.active = False
+    db.session.commit()
+    assert client.get("/admin/").status_code == 302
+
+
+def test_session_cookie_is_httponly_and_samesite_lax(client, auth):
+    response = auth.login(Role.AGENT)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_production_cookies_are_secure(monkeypatch, database_url, tmp_path, key_material):
+    from app import create_app
+    from tests.conftest import base_config
+
+    monkeypatch.setenv("PATRON_ENV", "production")
+    app = create_app(base_config(tmp_path, database_url, key_material))
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+
+
+def test_create_user_reads_password_from_stdin(runner, app):
+    result = runner.invoke(
+        args=["create-user", "New.Agent@Example.com", "--role", "agent"], input="Saffron-lighthouse-28\n"
+    )
+    assert result.exit_code == 0, result.output
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "new.agent@example.com"))
+    assert user.role == "agent" and user.check_password("Saffron-lighthouse-28")
+    assert "Saffron" not in result.output
+
+
+def test_create_user_refuses_a_weak_password(runner, app):
+    result = runner.invoke(args=["create-user", "x@example.com", "--role", "agent"], input="password\n")
+    assert result.exit_code != 0
+    assert db.session.scalar(sa.select(sa.func.count(StaffUser.id))) == 0
+
+
+def test_bootstrap_creates_an_admin_once_and_prints_its_password(runner, app):
+    result = runner.invoke(args=["bootstrap", "--customers", "5"])
+    assert result.exit_code == 0, result.output
+    assert "admin@patron.local" in result.output
+    password = result.output.split("Password:")[1].split()[0]
+    admin = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "admin@patron.local"))
+    assert admin.check_password(password)
+    again = runner.invoke(args=["bootstrap"])
+    assert "set up already" in again.output and password not in again.output

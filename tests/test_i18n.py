@@ -1,0 +1,45 @@
+"""English and Simplified Chinese: browser choice, staff setting, Flask-Admin's own strings."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from models import db
+from models.user import StaffUser
+from tests.conftest import csrf_token
+
+
+def test_chinese_browser_gets_chinese_login_page(client):
+    page = client.get("/login", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"}).text
+    assert "登录" in page
+
+
+def test_chinese_browser_gets_flask_admins_own_strings_in_chinese(client, auth):
+    auth.login("agent")
+    page = client.get("/admin/customers/", headers={"Accept-Language": "zh-CN"}).text
+    assert "客户" in page  # ours
+    assert "列表" in page  # Flask-Admin's "List"
+
+
+def test_english_is_the_default(client, auth):
+    auth.login("agent")
+    page = client.get("/admin/customers/", headers={"Accept-Language": "fr-FR"}).text
+    assert "Customers" in page and "List" in page
+
+
+def test_staff_language_setting_beats_the_browser(client, auth):
+    auth.login("agent")
+    page = client.get("/admin/account/")
+    response = client.post(
+        "/admin/account/",
+        data={
+            "lang-csrf_token": csrf_token(page.text, "lang-csrf_token"),
+            "lang-language": "zh_Hans_CN",
+            "lang-submit_language": "1",
+        },
+    )
+    assert response.status_code == 302
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "agent@test.example"))
+    assert user.language == "zh_Hans_CN"
+    page = client.get("/admin/customers/", headers={"Accept-Language": "en-US"}).text
+    assert "客户" in page
