@@ -8,7 +8,7 @@ from flask import Flask, redirect, render_template, url_for
 from flask_babel import gettext as _
 
 import config
-from extensions import babel, limiter, login_manager, migrate, select_locale
+from extensions import babel, limiter, login_manager, migrate, select_locale, select_timezone
 from models import configure_engine, db
 from models.crypto import EXTENSION_KEY, KeyRing
 from security import register_security_headers
@@ -59,6 +59,7 @@ def register_extensions(app: Flask) -> None:
     babel.init_app(
         app,
         locale_selector=select_locale,
+        timezone_selector=select_timezone,
         default_translation_directories=os.path.join(os.path.dirname(__file__), "translations"),
     )
     limiter.init_app(app)

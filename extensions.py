@@ -1,6 +1,6 @@
 """Flask extensions, created unbound here and bound to each app in create_app()."""
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -29,3 +29,10 @@ def select_locale() -> str:
         return current_user.language
     best = request.accept_languages.best_match(["en", "zh", "zh-CN", "zh-Hans", "zh-TW"], default="en")
     return "zh_Hans_CN" if best.lower().startswith("zh") else "en"
+
+
+def select_timezone() -> str:
+    """The staff member's time zone, else the panel's default (DEFAULT_TIMEZONE)."""
+    if has_request_context() and getattr(current_user, "is_authenticated", False) and current_user.timezone:
+        return current_user.timezone
+    return current_app.config.get("DEFAULT_TIMEZONE", "UTC")

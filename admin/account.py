@@ -13,7 +13,7 @@ from wtforms.validators import EqualTo, InputRequired
 from admin.base import StaffView
 from models import db
 from models.audit import record_event
-from models.user import LANGUAGES, PasswordPolicyError, check_password_policy
+from models.user import LANGUAGES, PasswordPolicyError, check_password_policy, timezone_names
 from security import CheckedForm
 
 
@@ -37,12 +37,17 @@ class PasswordForm(CheckedForm):
             raise ValidationError(str(exc)) from None
 
 
-class LanguageForm(CheckedForm):
+class PreferencesForm(CheckedForm):
     language = SelectField(
         _l("Interface language"),
         choices=[("", _l("Browser default"))] + list(LANGUAGES.items()),
     )
-    submit_language = SubmitField(_l("Save language"))
+    timezone = SelectField(_l("Time zone"))
+    submit_language = SubmitField(_l("Save"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timezone.choices = [("", _l("Panel default"))] + [(z, z) for z in timezone_names()]
 
 
 class AccountView(StaffView):
@@ -54,7 +59,9 @@ class AccountView(StaffView):
     @expose("/", methods=("GET", "POST"))
     def index(self):
         password_form = PasswordForm(prefix="pw")
-        language_form = LanguageForm(prefix="lang", language=current_user.language or "")
+        language_form = PreferencesForm(
+            prefix="lang", language=current_user.language or "", timezone=current_user.timezone or ""
+        )
         if password_form.submit_password.data and password_form.validate_on_submit():
             user = current_user._get_current_object()
             user.set_password(password_form.new.data)
@@ -66,8 +73,9 @@ class AccountView(StaffView):
         if language_form.submit_language.data and language_form.validate_on_submit():
             user = current_user._get_current_object()
             user.language = language_form.language.data or None
-            record_event("staff.edit", "staff", user.id, ["language"])
+            user.timezone = language_form.timezone.data or None
+            record_event("staff.edit", "staff", user.id, ["language", "timezone"])
             db.session.commit()
-            flash(_("Language saved."), "success")
+            flash(_("Preferences saved."), "success")
             return redirect(url_for(".index"))
         return self.render("admin/account.html", password_form=password_form, language_form=language_form)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import typing as t
+from datetime import datetime
 
 import sqlalchemy as sa
 from flask import Response, abort, redirect, request, stream_with_context, url_for
@@ -11,7 +12,8 @@ from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterConverter
 from flask_admin.form import SecureForm
-from flask_admin.model import filters
+from flask_admin.model import filters, typefmt
+from flask_babel import format_datetime, to_user_timezone
 from flask_login import current_user
 from werkzeug.utils import secure_filename
 
@@ -67,6 +69,16 @@ class PatronFilterConverter(FilterConverter):
         return self.conv_datetime(column, name, **kwargs)
 
 
+def local_time(view, value: datetime, name: str) -> str:
+    """A timestamp in the viewer's time zone, to the minute."""
+    return format_datetime(value, "yyyy-MM-dd HH:mm")
+
+
+def local_time_iso(view, value: datetime, name: str) -> str:
+    """A timestamp for export: ISO 8601 with the viewer's UTC offset."""
+    return to_user_timezone(value).isoformat(timespec="seconds")
+
+
 class _Echo:
     """A file-like object whose write() hands the line back, for streaming csv.writer output."""
 
@@ -79,6 +91,9 @@ class StaffModelView(StaffAccess, ModelView):
 
     form_base_class = SecureForm
     filter_converter = PatronFilterConverter()
+    column_type_formatters = typefmt.BASE_FORMATTERS | {datetime: local_time}
+    column_type_formatters_detail = typefmt.DETAIL_FORMATTERS | {datetime: local_time}
+    column_type_formatters_export = typefmt.EXPORT_FORMATTERS | {datetime: local_time_iso}
     # The audit log names fields, never their values.
     audit_type: str = ""
     page_size = 20

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from functools import cache
+from zoneinfo import available_timezones
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher, Type
@@ -21,6 +22,12 @@ PASSWORD_HASHER = PasswordHasher(time_cost=3, memory_cost=65536, parallelism=4, 
 MIN_PASSWORD_LENGTH = 12
 MAX_PASSWORD_LENGTH = 128
 LANGUAGES = {"en": "English", "zh_Hans_CN": "简体中文"}
+
+
+@cache
+def timezone_names() -> list[str]:
+    """IANA time zone names a member of staff can choose from."""
+    return sorted(name for name in available_timezones() if "/" in name and not name.startswith("Etc/"))
 
 
 class Role(enum.StrEnum):
@@ -104,6 +111,7 @@ class StaffUser(UserMixin, db.Model):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     role: Mapped[str] = mapped_column(sa.String(16))
     language: Mapped[str | None] = mapped_column(sa.String(16))
+    timezone: Mapped[str | None] = mapped_column(sa.String(64))
     active: Mapped[bool] = mapped_column(default=True)
     # Bumped on logout, password change and role change: every older session dies.
     session_version: Mapped[int] = mapped_column(default=1)

@@ -43,3 +43,18 @@ def test_staff_language_setting_beats_the_browser(client, auth):
     assert user.language == "zh_Hans_CN"
     page = client.get("/admin/customers/", headers={"Accept-Language": "en-US"}).text
     assert "客户" in page
+
+
+def test_times_are_shown_in_the_staff_members_zone(client, auth):
+    from datetime import UTC, datetime
+
+    from tests.factories import make_customer
+
+    customer = make_customer(created_at=datetime(2026, 1, 15, 20, 30, tzinfo=UTC))
+    auth.login("agent")
+    details = f"/admin/customers/details/?id={customer.id}"
+    assert "2026-01-16 04:30" in client.get(details).text  # the panel default, Asia/Shanghai
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "agent@test.example"))
+    user.timezone = "Europe/London"
+    db.session.commit()
+    assert "2026-01-15 20:30" in client.get(details).text

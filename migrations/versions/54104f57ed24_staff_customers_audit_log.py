@@ -71,6 +71,7 @@ def upgrade():
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('language', sa.String(length=16), nullable=True),
+    sa.Column('timezone', sa.String(length=64), nullable=True),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('session_version', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),

@@ -15,7 +15,7 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 from app import create_app
 from models import db
 from models.user import Role
-from tests.conftest import TEST_PASSWORD, base_config, make_staff
+from tests.conftest import TEST_PASSWORD, base_config, make_staff, require_service
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Playwright's own browser download is blocked here; drive Debian's Chromium, offline.
@@ -78,8 +78,7 @@ def staff(live_server) -> dict[Role, str]:
 @pytest.fixture(scope="module")
 def browser():
     """A headless Chromium for this module's tests; skipped where none is installed."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"Chromium not installed at {CHROMIUM} (apt-get install -y chromium)")
+    require_service(CHROMIUM.exists(), f"Chromium not installed at {CHROMIUM} (apt-get install -y chromium)")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
