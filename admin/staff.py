@@ -11,7 +11,14 @@ from wtforms import PasswordField, SelectField, ValidationError
 from wtforms.validators import Email, InputRequired, Optional
 
 from admin.base import StaffModelView
-from models.user import LANGUAGES, ROLE_LABELS, PasswordPolicyError, StaffUser, check_password_policy
+from models.user import (
+    LANGUAGES,
+    ROLE_LABELS,
+    PasswordPolicyError,
+    StaffUser,
+    check_admin_remains,
+    check_password_policy,
+)
 
 
 def role_label(view, context, model: StaffUser, name: str):
@@ -76,5 +83,6 @@ class StaffUserView(StaffModelView):
         if not is_created:
             state = sa.inspect(model)
             if state.attrs.role.history.has_changes() or state.attrs.active.history.has_changes():
+                check_admin_remains(model)
                 model.end_sessions()
         super().on_model_change(form, model, is_created)

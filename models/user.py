@@ -184,6 +184,19 @@ def load_session_user(session_id: str) -> StaffUser | None:
     return user
 
 
+def check_admin_remains(user: StaffUser) -> None:
+    """Refuse a change that would leave no active admin (nobody could manage staff again)."""
+    if user.role == Role.ADMIN and user.active:
+        return
+    others = db.session.scalar(
+        sa.select(sa.func.count(StaffUser.id)).where(
+            StaffUser.role == Role.ADMIN.value, StaffUser.active.is_(True), StaffUser.id != user.id
+        )
+    )
+    if not others:
+        raise ValueError(str(_l("At least one active administrator must remain.")))
+
+
 def create_staff_user(email: str, password: str, role: Role | str, display_name: str = "") -> StaffUser:
     """Create a staff account (the caller commits)."""
     email = email.strip().lower()
