@@ -11,7 +11,9 @@ from tests.conftest import csrf_token, make_staff
 
 def staff_form(client, url: str, **fields) -> dict:
     page = client.get(url)
-    base = {"email": "", "display_name": "", "role": "agent", "language": "", "active": "y", "new_password": ""}
+    base = {
+        "email": "", "display_name": "", "role": "agent", "language": "", "active": "y", "new_password": "",
+    }
     return base | fields | {"csrf_token": csrf_token(page.text)}
 
 
@@ -21,7 +23,9 @@ def test_admin_creates_an_account_with_a_policy_checked_password(client, auth):
     response = client.post("/admin/staff/new/", data=weak)
     assert response.status_code == 200 and "too common" in response.text
     assert db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "new@example.com")) is None
-    good = staff_form(client, "/admin/staff/new/", email="New@Example.com", new_password="Marble-otter-51-canal")
+    good = staff_form(
+        client, "/admin/staff/new/", email="New@Example.com", new_password="Marble-otter-51-canal"
+    )
     assert client.post("/admin/staff/new/", data=good).status_code == 302
     user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "new@example.com"))
     assert user.check_password("Marble-otter-51-canal") and user.role == "agent"
