@@ -172,6 +172,18 @@ class AuthActions:
         return self.client.post("/logout", data={"logout_token": token})
 
 
+    def account_form(self, form: str, **fields: str):
+        """Post one of the forms on the account page ("pw" or "lang"), with its CSRF token."""
+        page = self.client.get("/admin/account/")
+        data = {f"{form}-{name}": value for name, value in fields.items()}
+        data[f"{form}-csrf_token"] = csrf_token(page.text, f"{form}-csrf_token")
+        data[f"{form}-submit_{'password' if form == 'pw' else 'language'}"] = "1"
+        return self.client.post("/admin/account/", data=data)
+
+    def change_password(self, current: str, new: str):
+        return self.account_form("pw", current=current, new=new, confirm=new)
+
+
 @pytest.fixture
 def auth(client):
     return AuthActions(client)

@@ -126,21 +126,10 @@ def test_logout_needs_a_post_with_csrf(client, auth):
 def test_password_change_signs_out_other_sessions(client, app, auth):
     auth.login(Role.AGENT)
     other = app.test_client()
-    AuthOther = type(auth)(other)
-    AuthOther.login(Role.AGENT)
+    type(auth)(other).login(Role.AGENT)
     assert other.get("/admin/").status_code == 200
 
-    page = client.get("/admin/account/")
-    response = client.post(
-        "/admin/account/",
-        data={
-            "pw-csrf_token": csrf_token(page.text, "pw-csrf_token"),
-            "pw-current": TEST_PASSWORD,
-            "pw-new": "Lantern-orchid-93-river",
-            "pw-confirm": "Lantern-orchid-93-river",
-            "pw-submit_password": "1",
-        },
-    )
+    response = auth.change_password(TEST_PASSWORD, "Lantern-orchid-93-river")
     assert response.status_code == 302, response.text
     assert client.get("/admin/").status_code == 200
     assert other.get("/admin/").status_code == 302
@@ -151,17 +140,7 @@ def test_password_change_signs_out_other_sessions(client, app, auth):
 
 def test_password_change_needs_the_current_password(client, auth):
     auth.login(Role.AGENT)
-    page = client.get("/admin/account/")
-    response = client.post(
-        "/admin/account/",
-        data={
-            "pw-csrf_token": csrf_token(page.text, "pw-csrf_token"),
-            "pw-current": "not my password",
-            "pw-new": "Lantern-orchid-93-river",
-            "pw-confirm": "Lantern-orchid-93-river",
-            "pw-submit_password": "1",
-        },
-    )
+    response = auth.change_password("not my password", "Lantern-orchid-93-river")
     assert response.status_code == 200
     assert "not your current password" in response.text
 

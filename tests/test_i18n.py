@@ -6,7 +6,6 @@ import sqlalchemy as sa
 
 from models import db
 from models.user import StaffUser
-from tests.conftest import csrf_token
 
 
 def test_chinese_browser_gets_chinese_login_page(client):
@@ -29,15 +28,7 @@ def test_english_is_the_default(client, auth):
 
 def test_staff_language_setting_beats_the_browser(client, auth):
     auth.login("agent")
-    page = client.get("/admin/account/")
-    response = client.post(
-        "/admin/account/",
-        data={
-            "lang-csrf_token": csrf_token(page.text, "lang-csrf_token"),
-            "lang-language": "zh_Hans_CN",
-            "lang-submit_language": "1",
-        },
-    )
+    response = auth.account_form("lang", language="zh_Hans_CN", timezone="")
     assert response.status_code == 302
     user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "agent@test.example"))
     assert user.language == "zh_Hans_CN"
