@@ -49,8 +49,9 @@ def generated_password() -> str:
 
 @click.command("bootstrap")
 @click.option("--customers", default=300, show_default=True, help="Demo customers on first run.")
+@click.option("--tickets", default=60, show_default=True, help="Demo tickets on first run.")
 @with_appcontext
-def bootstrap_command(customers: int) -> None:
+def bootstrap_command(customers: int, tickets: int) -> None:
     """First run only: create an admin (password printed once) and demo data."""
     if db.session.scalar(sa.select(sa.func.count(StaffUser.id))):
         click.echo("Patron is set up already; sign in with your account.")
@@ -58,7 +59,7 @@ def bootstrap_command(customers: int) -> None:
     password = generated_password()
     create_staff_user("admin@patron.local", password, Role.ADMIN, display_name="Admin")
     db.session.commit()
-    staff = _seed_with_progress(customers)
+    staff = _seed_with_progress(customers, tickets)
     click.echo("")
     click.echo("=" * 64)
     click.echo("  Patron is ready at http://127.0.0.1:5000")
@@ -70,22 +71,23 @@ def bootstrap_command(customers: int) -> None:
     click.echo("=" * 64)
 
 
-def _seed_with_progress(customers: int) -> list[tuple[str, str, str]]:
+def _seed_with_progress(customers: int, tickets: int = 0) -> list[tuple[str, str, str]]:
     from models.demo import seed_demo
 
     with click.progressbar(length=customers, label="Demo customers") as bar:
-        return seed_demo(customers, progress=bar.update)
+        return seed_demo(customers, progress=bar.update, tickets=tickets)
 
 
 @click.command("seed-demo")
 @click.option("--customers", default=300, show_default=True, type=click.IntRange(0, 10_000_000))
+@click.option("--tickets", default=0, show_default=True, type=click.IntRange(0, 1_000_000))
 @with_appcontext
-def seed_demo_command(customers: int) -> None:
-    """Add realistic demo data (zh_CN and en customers, demo staff on first call)."""
-    staff = _seed_with_progress(customers)
+def seed_demo_command(customers: int, tickets: int) -> None:
+    """Add realistic demo data (zh_CN and en customers and tickets, demo staff on first call)."""
+    staff = _seed_with_progress(customers, tickets)
     for email, role, password in staff:
         click.echo(f"Demo {role}: {email} / {password}")
-    click.echo(f"Added {customers} customers.")
+    click.echo(f"Added {customers} customers and {tickets} tickets.")
 
 
 @click.command("rotate-keys")
@@ -154,6 +156,19 @@ def key_status_command() -> None:
         click.echo(f"key v{version}{marker}: {count} values")
 
 
+@click.command("escalate-sla")
+@with_appcontext
+def escalate_sla_command() -> None:
+    """Flag tickets that breached their SLA and raise their priority by policy."""
+    from models.ticket import escalate_breaches
+
+    escalated = escalate_breaches()
+    db.session.commit()
+    for ticket in escalated:
+        click.echo(f"{ticket.reference}: breached, priority now {ticket.priority}")
+    click.echo(f"{len(escalated)} tickets escalated.")
+
+
 commands = [
     create_user_command,
     bootstrap_command,
@@ -161,4 +176,5 @@ commands = [
     rotate_keys_command,
     retire_key_command,
     key_status_command,
+    escalate_sla_command,
 ]

@@ -16,6 +16,8 @@ DEFAULTS = {
     "RATELIMIT_HEADERS_ENABLED": True,
     "LOGIN_RATE_LIMIT": "10 per minute",
     "LOGIN_FAILURES_PER_ACCOUNT": "5 per 15 minutes",
+    "PUBLIC_FORM_RATE_LIMIT": "5 per 10 minutes",
+    "TRACKING_RATE_LIMIT": "30 per minute",
     "DEFAULT_PHONE_REGION": "CN",
     "DEFAULT_TIMEZONE": "Asia/Shanghai",
     "BABEL_DEFAULT_LOCALE": "en",
@@ -38,7 +40,7 @@ def database_url(instance_path: str) -> str:
         # Plain postgres:// URLs (as many hosts hand them out) mean psycopg 3 here.
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
-                return "postgresql+psycopg://" + url[len(prefix):]
+                return "postgresql+psycopg://" + url[len(prefix) :]
         return url
     return "sqlite:///" + os.path.join(instance_path, "patron.sqlite")
 

@@ -11,10 +11,14 @@ from admin.account import AccountView
 from admin.audit import AuditEventView
 from admin.customers import CustomerView
 from admin.dashboard import DashboardView
+from admin.sla import BusinessCalendarView, HolidayView, SlaPolicyView, TicketCategoryView
 from admin.staff import StaffUserView
+from admin.tickets import DueSoonTicketView, MyTicketView, OverdueTicketView, TicketView, UnassignedTicketView
 from models import db
 from models.audit import AuditEvent
 from models.customer import Customer
+from models.sla_policy import BusinessCalendar, Holiday, SlaPolicy
+from models.ticket import Ticket, TicketCategory
 from models.user import StaffUser
 
 
@@ -27,11 +31,24 @@ def init_admin(app: Flask) -> Admin:
         index_view=DashboardView(name=_l("Home"), url="/admin"),
     )
     admin.add_view(CustomerView(Customer, db, name=_l("Customers"), endpoint="customers"))
-    admin.add_view(
-        StaffUserView(StaffUser, db, name=_l("Staff"), endpoint="staff", category=_l("Settings"))
-    )
-    admin.add_view(
-        AuditEventView(AuditEvent, db, name=_l("Audit log"), endpoint="audit", category=_l("Settings"))
-    )
+    tickets = _l("Tickets")
+    for view, name, endpoint in [
+        (TicketView, _l("All tickets"), "tickets"),
+        (MyTicketView, _l("My queue"), "tickets_mine"),
+        (UnassignedTicketView, _l("Unassigned"), "tickets_unassigned"),
+        (DueSoonTicketView, _l("Due soon"), "tickets_due_soon"),
+        (OverdueTicketView, _l("Overdue"), "tickets_overdue"),
+    ]:
+        admin.add_view(view(Ticket, db, name=name, endpoint=endpoint, category=tickets))
+    settings = _l("Settings")
+    for view, model, name, endpoint in [
+        (TicketCategoryView, TicketCategory, _l("Ticket categories"), "ticket_categories"),
+        (SlaPolicyView, SlaPolicy, _l("SLA policies"), "sla_policies"),
+        (BusinessCalendarView, BusinessCalendar, _l("Business hours"), "business_hours"),
+        (HolidayView, Holiday, _l("Holidays"), "holidays"),
+    ]:
+        admin.add_view(view(model, db, name=name, endpoint=endpoint, category=settings))
+    admin.add_view(StaffUserView(StaffUser, db, name=_l("Staff"), endpoint="staff", category=settings))
+    admin.add_view(AuditEventView(AuditEvent, db, name=_l("Audit log"), endpoint="audit", category=settings))
     admin.add_view(AccountView(name=_l("My account"), endpoint="account", url="/admin/account"))
     return admin

@@ -7,7 +7,7 @@ import typing as t
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import Response, abort, redirect, request, stream_with_context, url_for
+from flask import Response, abort, has_app_context, redirect, request, stream_with_context, url_for
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterConverter
@@ -79,6 +79,15 @@ def local_time_iso(view, value: datetime, name: str) -> str:
     return to_user_timezone(value).isoformat(timespec="seconds")
 
 
+def live_options(source: t.Callable[[], list]) -> t.Callable[[], list]:
+    """Filter options read from the database on each request (empty while the app starts)."""
+
+    def options() -> list:
+        return source() if has_app_context() else []
+
+    return options
+
+
 class _Echo:
     """A file-like object whose write() hands the line back, for streaming csv.writer output."""
 
@@ -100,6 +109,13 @@ class StaffModelView(StaffAccess, ModelView):
     can_set_page_size = True
     export_types = ["csv"]
     export_batch_size = 500
+
+    def _get_filter_groups(self):
+        # Flask-Admin computes filter options once at start-up; options that come from the
+        # database (owners, categories) must be read again for each page.
+        if any(callable(getattr(flt, "options", None)) for flt in self._filters or ()):
+            self._refresh_filters_cache()
+        return super()._get_filter_groups()
 
     def audit_name(self) -> str:
         return self.audit_type or self.model.__tablename__

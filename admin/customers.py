@@ -63,11 +63,31 @@ class CustomerView(StaffModelView):
     }
     audit_type = "customer"
     column_list = [
-        "member_no", "name", "email", "phone", "city", "gender", "source_channel", "tags", "created_at",
+        "member_no",
+        "name",
+        "email",
+        "phone",
+        "city",
+        "gender",
+        "source_channel",
+        "tags",
+        "created_at",
     ]
     column_details_list = [
-        "member_no", "name", "email", "phone", "birthday", "gender", "language", "city",
-        "address", "source_channel", "tags", "notes", "created_at", "updated_at",
+        "member_no",
+        "name",
+        "email",
+        "phone",
+        "birthday",
+        "gender",
+        "language",
+        "city",
+        "address",
+        "source_channel",
+        "tags",
+        "notes",
+        "created_at",
+        "updated_at",
     ]
     column_export_list = column_details_list
     column_labels = {
@@ -97,8 +117,18 @@ class CustomerView(StaffModelView):
     simple_list_pager = False
 
     form_columns = [
-        "name", "email", "phone", "birthday", "gender", "language", "city",
-        "address", "source_channel", "tags", "notes", "member_no",
+        "name",
+        "email",
+        "phone",
+        "birthday",
+        "gender",
+        "language",
+        "city",
+        "address",
+        "source_channel",
+        "tags",
+        "notes",
+        "member_no",
     ]
     form_extra_fields = {
         "name": StringField(_l("Name"), validators=[Optional(), Length(max=200)]),

@@ -31,9 +31,12 @@ def _grouped(session: Session, column, limit: int | None = None) -> list[tuple[s
 def customer_overview(session: Session, now: datetime) -> CustomerOverview:
     """Counts of customers: all, recent, by source channel, city and language."""
     total = session.scalar(sa.select(sa.func.count(Customer.id))) or 0
-    recent = session.scalar(
-        sa.select(sa.func.count(Customer.id)).where(Customer.created_at >= now - timedelta(days=30))
-    ) or 0
+    recent = (
+        session.scalar(
+            sa.select(sa.func.count(Customer.id)).where(Customer.created_at >= now - timedelta(days=30))
+        )
+        or 0
+    )
     return CustomerOverview(
         total=total,
         new_last_30_days=recent,

@@ -79,9 +79,7 @@ class Customer(db.Model):
 
     __tablename__ = "customer"
     __table_args__ = (
-        sa.CheckConstraint(
-            "gender IN ('female', 'male', 'other', 'undisclosed')", name="gender"
-        ),
+        sa.CheckConstraint("gender IN ('female', 'male', 'other', 'undisclosed')", name="gender"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -164,3 +162,14 @@ def contact_filter(term: str) -> sa.ColumnElement[bool] | None:
         return Customer.phone_bidx == blind_index("phone", normalise_phone(term, default_region()))
     except InvalidContact:
         return None
+
+
+def find_customer_id(term: str) -> int | None:
+    """A customer's id from an exact email, phone or member number; None if none matches."""
+    term = (term or "").strip()
+    if not term:
+        return None
+    clause = contact_filter(term)
+    if clause is None:
+        clause = Customer.member_no == term.upper()
+    return db.session.scalar(sa.select(Customer.id).where(clause).order_by(Customer.id).limit(1))

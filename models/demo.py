@@ -13,18 +13,54 @@ from faker import Faker
 
 from models import db, utcnow
 from models.customer import Customer, Gender, SourceChannel
+from models.ticket import (
+    CHANNELS,
+    NewTicket,
+    add_message,
+    assign,
+    category_by_code,
+    open_ticket,
+    transition,
+)
 from models.user import Role, StaffUser, create_staff_user
 
-CN_MOBILE_PREFIXES = ["134", "135", "136", "137", "138", "139", "150", "151", "152", "158", "159",
-                      "182", "183", "187", "188", "186", "185", "176", "177", "180", "189", "199"]
+CN_MOBILE_PREFIXES = [
+    "134",
+    "135",
+    "136",
+    "137",
+    "138",
+    "139",
+    "150",
+    "151",
+    "152",
+    "158",
+    "159",
+    "182",
+    "183",
+    "187",
+    "188",
+    "186",
+    "185",
+    "176",
+    "177",
+    "180",
+    "189",
+    "199",
+]
 CN_CITIES = ["上海", "北京", "广州", "深圳", "杭州", "成都", "南京", "武汉", "苏州", "西安"]
 EN_CITIES = ["London", "Manchester", "Bristol", "New York", "Boston", "Chicago", "Toronto", "Sydney"]
 CN_MAIL_DOMAINS = ["qq.com", "163.com", "126.com"]
 EN_MAIL_DOMAINS = ["example.com", "example.org", "mail.example.net"]
 TAGS = ["vip", "wholesale", "newsletter", "birthday-club", "complained-2025", "staff-referral"]
 CN_NOTES = ["偏好周末到店", "对包装很在意", "只接受电话联系", "曾投诉配送延迟，已处理", "老客户，常带朋友来"]
-EN_NOTES = ["Prefers email contact", "Allergic to nuts", "Asked for invoices by post",
-            "Long-time customer, brings friends", "Had a late delivery in spring, resolved"]
+EN_NOTES = [
+    "Prefers email contact",
+    "Allergic to nuts",
+    "Asked for invoices by post",
+    "Long-time customer, brings friends",
+    "Had a late delivery in spring, resolved",
+]
 DEMO_STAFF = [
     ("manager@patron.local", Role.MANAGER, "Demo Manager"),
     ("agent@patron.local", Role.AGENT, "Demo Agent"),
@@ -88,13 +124,116 @@ def seed_demo_staff() -> list[tuple[str, str, str]]:
     return made
 
 
+DEMO_TICKETS = [
+    # (category, priority, Chinese subject and message, English subject and message, reply zh, reply en)
+    (
+        "complaint",
+        "high",
+        ("快递延迟一周", "我的订单 12 号就付款了，到现在还没收到，客服电话也打不通。"),
+        ("Parcel a week late", "I paid on the 12th and still have nothing. Nobody answers the phone."),
+        "非常抱歉！已联系物流加急处理，今天内给您回复单号。",
+        "We are so sorry. We have chased the courier and will send tracking today.",
+    ),
+    (
+        "return_refund",
+        "normal",
+        ("申请退款：尺码不合适", "外套偏小，想退货退款，吊牌还在。"),
+        ("Refund request: wrong size", "The coat is too small; tags still on. I would like a refund."),
+        "可以的，已为您生成退货单，请在七天内寄回。",
+        "Of course. A return label is on its way; please send it back within 7 days.",
+    ),
+    (
+        "inquiry",
+        "low",
+        ("会员积分怎么用？", "请问积分可以抵扣运费吗？"),
+        ("How do points work?", "Can I use my points for delivery costs?"),
+        "积分可在结算时抵扣，100 积分 = 1 元。",
+        "Yes: at checkout, 100 points count as 1 unit of currency.",
+    ),
+    (
+        "complaint",
+        "urgent",
+        ("门店服务态度差", "今天在南京路店被店员无视了二十分钟，很失望。"),
+        ("Rude staff in store", "I was ignored for twenty minutes at the Market Street shop today."),
+        "感谢反馈，店长会亲自与您联系致歉。",
+        "Thank you for telling us. The store manager will call you to apologise.",
+    ),
+    (
+        "suggestion",
+        "low",
+        ("希望增加夜间配送", "上班族白天不在家，能否增加晚上 7 点后的配送？"),
+        ("Evening deliveries, please", "I work days. Could you deliver after 7 pm?"),
+        "好建议！我们已转给物流团队评估。",
+        "Great idea — we have passed it to our delivery team.",
+    ),
+    (
+        "praise",
+        "low",
+        ("感谢小王的耐心服务", "小王帮我挑了很久，非常专业，点赞！"),
+        ("Thanks to Sam", "Sam spent ages helping me choose. Brilliant service!"),
+        "谢谢您的鼓励，我们会转达给小王！",
+        "Thank you! We will pass this on to Sam.",
+    ),
+]
+
+
+def seed_demo_tickets(count: int, rng: random.Random) -> None:
+    """Tickets in every state, in both languages, with threads and history (the caller commits)."""
+    customers = list(db.session.scalars(sa.select(Customer).order_by(Customer.id).limit(200)))
+    agents = list(db.session.scalars(sa.select(StaffUser).where(StaffUser.role.in_(["agent", "manager"]))))
+    now = utcnow()
+    for i in range(count):
+        category, priority, zh, en, reply_zh, reply_en = DEMO_TICKETS[i % len(DEMO_TICKETS)]
+        customer = rng.choice(customers) if customers else None
+        chinese = customer is None or customer.language == "zh_Hans_CN"
+        subject, message = zh if chinese else en
+        opened = now - timedelta(hours=rng.randrange(1, 24 * 20), minutes=rng.randrange(60))
+        ticket, _code = open_ticket(
+            NewTicket(
+                subject=subject,
+                channel=rng.choice(CHANNELS),
+                priority=priority,
+                category=category_by_code(category),
+                customer_id=customer.id if customer else None,
+                first_message=message,
+            ),
+            now=opened,
+        )
+        _play_demo_ticket(ticket, rng, agents, opened, reply_zh if chinese else reply_en, now)
+
+
+def _play_demo_ticket(ticket, rng, agents, opened, reply, now) -> None:
+    """Move a demo ticket some way along its life: assigned, answered, resolved, closed."""
+    stage = rng.choice(["new", "new", "acknowledged", "investigating", "waiting", "resolved", "closed"])
+    if stage == "new" or not agents:
+        return
+    agent = rng.choice(agents)
+    step = opened + timedelta(minutes=rng.randrange(5, 300))
+    assign(ticket, agent, agent, step)
+    transition(ticket, "acknowledged", agent, min(step, now))
+    if stage == "acknowledged":
+        return
+    add_message(ticket, "outbound", reply, agent, min(step + timedelta(minutes=20), now))
+    transition(ticket, "investigating", agent, min(step + timedelta(minutes=25), now))
+    if stage == "waiting":
+        transition(ticket, "waiting_on_customer", agent, min(step + timedelta(hours=1), now))
+    elif stage in ("resolved", "closed"):
+        add_message(
+            ticket, "note", "已核实 / Checked with the warehouse.", agent, min(step + timedelta(hours=2), now)
+        )
+        transition(ticket, "resolved", agent, min(step + timedelta(hours=3), now))
+        if stage == "closed":
+            transition(ticket, "closed", agent, min(step + timedelta(days=2), now))
+
+
 def seed_demo(
     customers: int,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 1000,
     seed: int | None = None,
+    tickets: int = 0,
 ) -> list[tuple[str, str, str]]:
-    """Add demo staff (first time) and `customers` customers, committing batch by batch."""
+    """Add demo staff (first time), customers (batch by batch) and tickets."""
     staff = seed_demo_staff()
     rng = random.Random(seed)
     fake_cn, fake_en = Faker("zh_CN"), Faker("en_GB")
@@ -104,11 +243,12 @@ def seed_demo(
     start = db.session.scalar(sa.select(sa.func.coalesce(sa.func.max(Customer.id), 0))) or 0
     for offset in range(0, customers, batch_size):
         size = min(batch_size, customers - offset)
-        db.session.add_all(
-            demo_customer(fake_cn, fake_en, rng, start + offset + i + 1) for i in range(size)
-        )
+        db.session.add_all(demo_customer(fake_cn, fake_en, rng, start + offset + i + 1) for i in range(size))
         db.session.commit()
         db.session.expunge_all()
         if progress:
             progress(size)
+    if tickets:
+        seed_demo_tickets(tickets, rng)
+        db.session.commit()
     return staff

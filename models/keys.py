@@ -71,8 +71,7 @@ def rotate_keys(batch_size: int = 500, progress: Callable[[int], None] | None = 
         context = column.type.context
         for rows in _stale_batches(table, column, batch_size):
             updates = [
-                {"pk_": row[0], "sealed": ring.seal(ring.open(row[1], context), context)}
-                for row in rows
+                {"pk_": row[0], "sealed": ring.seal(ring.open(row[1], context), context)} for row in rows
             ]
             db.session.execute(
                 sa.update(table)

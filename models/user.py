@@ -58,6 +58,9 @@ RIGHTS: dict[str, frozenset[Role]] = {
     "customer.edit": frozenset({Role.ADMIN, Role.MANAGER, Role.AGENT}),
     "customer.export": frozenset({Role.ADMIN, Role.MANAGER, Role.ANALYST}),
     "customer.erase": frozenset({Role.ADMIN, Role.MANAGER}),
+    "ticket.view": ALL_ROLES,
+    "ticket.work": frozenset({Role.ADMIN, Role.MANAGER, Role.AGENT}),
+    "ticket.configure": frozenset({Role.ADMIN}),
     "staff.manage": frozenset({Role.ADMIN}),
     "audit.view": frozenset({Role.ADMIN}),
 }
@@ -83,13 +86,9 @@ def common_passwords() -> frozenset[str]:
 def check_password_policy(password: str, email: str | None = None) -> None:
     """Raise PasswordPolicyError unless the password is long, uncommon and not the email."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise PasswordPolicyError(
-            str(_l("Use at least %(n)d characters.", n=MIN_PASSWORD_LENGTH))
-        )
+        raise PasswordPolicyError(str(_l("Use at least %(n)d characters.", n=MIN_PASSWORD_LENGTH)))
     if len(password) > MAX_PASSWORD_LENGTH:
-        raise PasswordPolicyError(
-            str(_l("Use at most %(n)d characters.", n=MAX_PASSWORD_LENGTH))
-        )
+        raise PasswordPolicyError(str(_l("Use at most %(n)d characters.", n=MAX_PASSWORD_LENGTH)))
     lowered = password.lower()
     if lowered in common_passwords() or (email and lowered == email.lower()):
         raise PasswordPolicyError(str(_l("This password is too common; choose another.")))
@@ -101,9 +100,7 @@ class StaffUser(UserMixin, db.Model):
     """A member of staff who signs in to the panel."""
 
     __tablename__ = "staff_user"
-    __table_args__ = (
-        sa.CheckConstraint("role IN ('admin', 'manager', 'agent', 'analyst')", name="role"),
-    )
+    __table_args__ = (sa.CheckConstraint("role IN ('admin', 'manager', 'agent', 'analyst')", name="role"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)

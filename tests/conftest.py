@@ -86,9 +86,7 @@ def database_url(migrated_database, tmp_path) -> str:
         return f"sqlite:///{target}"
     engine = sa.create_engine(migrated_database)
     with engine.begin() as conn:
-        tables = [
-            name for name in sa.inspect(conn).get_table_names() if name != "alembic_version"
-        ]
+        tables = [name for name in sa.inspect(conn).get_table_names() if name != "alembic_version"]
         conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
     engine.dispose()
     return migrated_database
@@ -170,7 +168,6 @@ class AuthActions:
         page = self.client.get("/admin/account/")
         token = csrf_token(page.text, "logout_token")
         return self.client.post("/logout", data={"logout_token": token})
-
 
     def account_form(self, form: str, **fields: str):
         """Post one of the forms on the account page ("pw" or "lang"), with its CSRF token."""

@@ -152,9 +152,16 @@ def test_edit_is_audited_with_the_changed_fields(client, auth):
     auth.login(Role.AGENT)
     page = client.get(f"/admin/customers/edit/?id={customer.id}")
     data = {
-        "csrf_token": csrf_token(page.text), "name": "张伟", "email": customer.email,
-        "phone": customer.phone, "gender": "undisclosed", "language": "zh_Hans_CN",
-        "city": "苏州", "source_channel": "store", "tags": "", "member_no": customer.member_no,
+        "csrf_token": csrf_token(page.text),
+        "name": "张伟",
+        "email": customer.email,
+        "phone": customer.phone,
+        "gender": "undisclosed",
+        "language": "zh_Hans_CN",
+        "city": "苏州",
+        "source_channel": "store",
+        "tags": "",
+        "member_no": customer.member_no,
         "notes": "新备注",
     }
     response = client.post(f"/admin/customers/edit/?id={customer.id}", data=data)
@@ -165,7 +172,7 @@ def test_edit_is_audited_with_the_changed_fields(client, auth):
 
 
 def test_export_streams_every_row_and_neutralises_formulas(client, auth):
-    make_customer(name="=HYPERLINK(\"http://evil.example\")", email="a@example.com", city="+SUM(A1)")
+    make_customer(name='=HYPERLINK("http://evil.example")', email="a@example.com", city="+SUM(A1)")
     make_customer(name="@cmd", email="b@example.com", city="-1", tags="\tx")
     for i in range(30):
         make_customer(name=f"Plain {i}")
@@ -176,7 +183,7 @@ def test_export_streams_every_row_and_neutralises_formulas(client, auth):
     assert len(rows) == 33
     cells = [cell for row in rows[1:] for cell in row]
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
-    assert "'=HYPERLINK(\"http://evil.example\")" in cells
+    assert '\'=HYPERLINK("http://evil.example")' in cells
     (event,) = audit("customer.export")
     assert event.detail == "rows=32" and "email" in event.fields
     # The stream read its rows after the view returned; its connection must be back in the pool.

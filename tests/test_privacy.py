@@ -11,10 +11,20 @@ from models.audit import AuditEvent, record_event
 from tests.factories import make_customer
 
 KNOWN = [
-    {"name": "欧阳娜娜", "email": "ouyang.nana@example.com", "phone": "13912345678",
-     "address": "上海市徐汇区漕溪北路 88 号", "notes": "喜欢乌龙茶"},
-    {"name": "Eleanor Rigby", "email": "eleanor.rigby@example.org", "phone": "+44 7911 123456",
-     "address": "12 Penny Lane, Liverpool", "notes": "Prefers calls after 6pm"},
+    {
+        "name": "欧阳娜娜",
+        "email": "ouyang.nana@example.com",
+        "phone": "13912345678",
+        "address": "上海市徐汇区漕溪北路 88 号",
+        "notes": "喜欢乌龙茶",
+    },
+    {
+        "name": "Eleanor Rigby",
+        "email": "eleanor.rigby@example.org",
+        "phone": "+44 7911 123456",
+        "address": "12 Penny Lane, Liverpool",
+        "notes": "Prefers calls after 6pm",
+    },
 ]
 
 
@@ -29,8 +39,14 @@ def every_stored_value() -> list[str]:
 
 def needles(person: dict) -> list[str]:
     digits = "".join(ch for ch in person["phone"] if ch.isdigit())
-    return [person["name"], person["email"], person["email"].split("@")[0], digits[-8:],
-            person["address"], person["notes"]]
+    return [
+        person["name"],
+        person["email"],
+        person["email"].split("@")[0],
+        digits[-8:],
+        person["address"],
+        person["notes"],
+    ]
 
 
 def test_no_personal_value_appears_in_plaintext_anywhere(app, client, auth):

@@ -12,7 +12,12 @@ from tests.conftest import csrf_token, make_staff
 def staff_form(client, url: str, **fields) -> dict:
     page = client.get(url)
     base = {
-        "email": "", "display_name": "", "role": "agent", "language": "", "active": "y", "new_password": "",
+        "email": "",
+        "display_name": "",
+        "role": "agent",
+        "language": "",
+        "active": "y",
+        "new_password": "",
     }
     return base | fields | {"csrf_token": csrf_token(page.text)}
 

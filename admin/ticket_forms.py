@@ -1,0 +1,81 @@
+"""Forms on the ticket page and the bulk-action pages."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+from wtforms import HiddenField, RadioField, SelectField, SubmitField, TextAreaField
+from wtforms.validators import InputRequired, Length
+
+from models import db
+from models.sla_policy import PRIORITY_LABELS
+from models.ticket import MESSAGE_KIND_LABELS, TicketCategory
+from models.user import RIGHTS, StaffUser
+from security import CheckedForm
+
+
+def owner_choices() -> list[tuple[str, str]]:
+    """Active staff who can work tickets, for owner pickers."""
+    roles = [str(r) for r in RIGHTS["ticket.work"]]
+    staff = db.session.scalars(
+        sa.select(StaffUser)
+        .where(StaffUser.active.is_(True), StaffUser.role.in_(roles))
+        .order_by(StaffUser.email)
+    )
+    return [("", str(_l("Nobody")))] + [(str(u.id), str(u)) for u in staff]
+
+
+def category_choices() -> list[tuple[str, str]]:
+    categories = db.session.scalars(
+        sa.select(TicketCategory).where(TicketCategory.active.is_(True)).order_by(TicketCategory.position)
+    )
+    return [("", str(_l("None")))] + [(str(c.id), str(c)) for c in categories]
+
+
+PRIORITY_CHOICES = [(key, label) for key, label in PRIORITY_LABELS.items()]
+
+
+class ReplyForm(CheckedForm):
+    kind = RadioField(
+        _l("Send as"),
+        choices=[
+            ("outbound", MESSAGE_KIND_LABELS["outbound"]),
+            ("note", MESSAGE_KIND_LABELS["note"]),
+            ("inbound", MESSAGE_KIND_LABELS["inbound"]),
+        ],
+        default="outbound",
+    )
+    body = TextAreaField(_l("Message"), validators=[InputRequired(), Length(max=10000)])
+    submit = SubmitField(_l("Add to the thread"))
+
+
+class MoveForm(CheckedForm):
+    to_status = HiddenField(validators=[InputRequired()])
+
+
+class PropertiesForm(CheckedForm):
+    owner = SelectField(_l("Owner"))
+    priority = SelectField(_l("Priority"), choices=PRIORITY_CHOICES)
+    category = SelectField(_l("Category"))
+    submit = SubmitField(_l("Save"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner.choices = owner_choices()
+        self.category.choices = category_choices()
+
+
+class BulkAssignForm(CheckedForm):
+    ids = HiddenField(validators=[InputRequired()])
+    owner = SelectField(_l("Owner"))
+    submit = SubmitField(_l("Assign"))
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner.choices = owner_choices()
+
+
+class BulkPriorityForm(CheckedForm):
+    ids = HiddenField(validators=[InputRequired()])
+    priority = SelectField(_l("Priority"), choices=PRIORITY_CHOICES)
+    submit = SubmitField(_l("Change priority"))

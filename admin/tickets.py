@@ -1,0 +1,446 @@
+"""Ticket screens: the queues, the ticket page with its thread, and bulk actions."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from markupsafe import Markup
+from wtforms import SelectField, StringField, TextAreaField, ValidationError
+from wtforms.validators import InputRequired, Length, Optional
+
+from admin.base import StaffModelView, live_options
+from admin.ticket_forms import (
+    BulkAssignForm,
+    BulkPriorityForm,
+    MoveForm,
+    PropertiesForm,
+    ReplyForm,
+    category_choices,
+    owner_choices,
+)
+from models import db, utcnow
+from models.audit import record_event
+from models.contact import mask_email, mask_name, mask_phone
+from models.customer import find_customer_id
+from models.sla_policy import PRIORITY_LABELS
+from models.ticket import (
+    CHANNEL_LABELS,
+    MESSAGE_KIND_LABELS,
+    OPEN_STATUSES,
+    STATUS_LABELS,
+    TRANSITIONS,
+    NewTicket,
+    Ticket,
+    TicketCategory,
+    TicketError,
+    add_message,
+    assign,
+    change_priority,
+    close_tickets,
+    due_soon_clause,
+    open_ticket,
+    overdue_clause,
+    set_category,
+    tickets_by_ids,
+    transition,
+)
+from models.user import StaffUser
+
+PRIORITY_BADGES = {"low": "secondary", "normal": "info", "high": "warning", "urgent": "danger"}
+
+
+def can_view_pii() -> bool:
+    return current_user.is_authenticated and current_user.can("customer.view_pii")
+
+
+def reference_link(view, context, model: Ticket, name: str):
+    return Markup('<a href="{}">{}</a>').format(url_for("tickets.ticket_page", ticket_id=model.id), model)
+
+
+def status_label(view, context, model: Ticket, name: str):
+    return STATUS_LABELS.get(model.status, model.status)
+
+
+def priority_badge(view, context, model: Ticket, name: str):
+    badge = PRIORITY_BADGES.get(model.priority, "secondary")
+    return Markup('<span class="badge badge-{}">{}</span>').format(badge, PRIORITY_LABELS[model.priority])
+
+
+def channel_label(view, context, model: Ticket, name: str):
+    return CHANNEL_LABELS.get(model.channel, model.channel)
+
+
+def customer_label(view, context, model: Ticket, name: str):
+    return model.customer.member_no if model.customer else ""
+
+
+def sla_state(ticket: Ticket) -> tuple[str, str] | None:
+    """(badge colour, label) describing where the ticket stands against its SLA."""
+    now = utcnow()
+    if ticket.paused_since is not None and ticket.is_open:
+        return "secondary", str(_l("Paused"))
+    if ticket.overdue(now):
+        return "danger", str(_l("Overdue"))
+    if ticket.first_response_breached or ticket.resolution_breached:
+        return "warning", str(_l("Breached"))
+    if ticket.due_soon(now):
+        return "warning", str(_l("Due soon"))
+    return None
+
+
+def sla_badge(view, context, model: Ticket, name: str):
+    state = sla_state(model)
+    if state is None:
+        return ""
+    return Markup('<span class="badge badge-{}">{}</span>').format(*state)
+
+
+def sla_text(view, context, model: Ticket, name: str):
+    state = sla_state(model)
+    return state[1] if state else ""
+
+
+class BreachFilter(BaseSQLAFilter):
+    """Tickets that missed (or are missing right now) a target."""
+
+    def apply(self, query, value, alias=None):
+        clause = sa.or_(
+            Ticket.first_response_breached.is_(True),
+            Ticket.resolution_breached.is_(True),
+            overdue_clause(utcnow()),
+        )
+        return query.filter(clause if value == "1" else sa.not_(clause))
+
+    def operation(self):
+        return _l("is")
+
+
+def _labelled(labels: dict) -> list[tuple[str, str]]:
+    return [(key, str(label)) for key, label in labels.items()]
+
+
+class TicketView(StaffModelView):
+    """All tickets; subclasses narrow the list to a queue."""
+
+    right = "ticket.view"
+    endpoint_rights = {
+        "create_view": "ticket.work",
+        "edit_view": "ticket.work",
+        "action_view": "ticket.work",
+        "reply": "ticket.work",
+        "move": "ticket.work",
+        "update": "ticket.work",
+        "bulk_assign": "ticket.work",
+        "bulk_priority": "ticket.work",
+        "delete_view": "ticket.configure",
+    }
+    audit_type = "ticket"
+    can_edit = False
+    can_delete = False
+    can_export = False
+    list_template = "admin/ticket_list.html"
+    column_list = [
+        "reference",
+        "subject",
+        "customer",
+        "status",
+        "priority",
+        "channel",
+        "category",
+        "owner",
+        "first_response_due",
+        "resolution_due",
+        "sla",
+        "created_at",
+    ]
+    column_labels = {
+        "reference": _l("Reference"),
+        "subject": _l("Subject"),
+        "customer": _l("Customer"),
+        "status": _l("Status"),
+        "priority": _l("Priority"),
+        "channel": _l("Channel"),
+        "category": _l("Category"),
+        "owner": _l("Owner"),
+        "first_response_due": _l("First reply due"),
+        "resolution_due": _l("Resolution due"),
+        "sla": _l("SLA"),
+        "created_at": _l("Opened"),
+    }
+    column_formatters = {
+        "reference": reference_link,
+        "status": status_label,
+        "priority": priority_badge,
+        "channel": channel_label,
+        "customer": customer_label,
+        "sla": sla_badge,
+    }
+    column_sortable_list = [
+        "reference",
+        "status",
+        "priority",
+        "first_response_due",
+        "resolution_due",
+        "created_at",
+    ]
+    column_default_sort = ("created_at", True)
+    column_searchable_list = ["reference", "subject"]
+    column_filters = [
+        FilterEqual(Ticket.status, _l("Status"), options=lambda: _labelled(STATUS_LABELS)),
+        FilterEqual(Ticket.priority, _l("Priority"), options=lambda: _labelled(PRIORITY_LABELS)),
+        FilterEqual(Ticket.channel, _l("Channel"), options=lambda: _labelled(CHANNEL_LABELS)),
+        FilterEqual(Ticket.category_id, _l("Category"), options=live_options(lambda: category_choices()[1:])),
+        FilterEqual(Ticket.owner_id, _l("Owner"), options=live_options(lambda: owner_choices()[1:])),
+        BreachFilter(Ticket.id, _l("SLA breached"), options=[("1", _l("Yes")), ("0", _l("No"))]),
+    ]
+    form_columns = ["customer_lookup", "subject", "channel", "category", "priority", "owner", "first_message"]
+    form_overrides = {"channel": SelectField, "priority": SelectField}
+    form_args = {
+        "subject": {"label": _l("Subject"), "validators": [InputRequired(), Length(max=200)]},
+        "channel": {"label": _l("Channel"), "choices": lambda: _labelled(CHANNEL_LABELS)},
+        "priority": {
+            "label": _l("Priority"),
+            "choices": lambda: _labelled(PRIORITY_LABELS),
+            "default": "normal",
+        },
+        "category": {"label": _l("Category")},
+        "owner": {"label": _l("Owner")},
+    }
+    form_extra_fields = {
+        "customer_lookup": StringField(
+            _l("Customer"),
+            validators=[Optional(), Length(max=254)],
+            description=_l("Exact email, phone or member number; leave empty if unknown."),
+        ),
+        "first_message": TextAreaField(
+            _l("What the customer said"), validators=[Optional(), Length(max=10000)]
+        ),
+    }
+    queue_title = None
+
+    # Queues -------------------------------------------------------------------------
+    def queue_clause(self):
+        """The WHERE clause of this view's queue; None for all tickets."""
+        return None
+
+    def get_query(self):
+        clause = self.queue_clause()
+        query = super().get_query()
+        return query if clause is None else query.filter(clause)
+
+    def get_count_query(self):
+        clause = self.queue_clause()
+        query = super().get_count_query()
+        return query if clause is None else query.filter(clause)
+
+    # Create: through the domain function, so the SLA clock and history start right.
+    def create_form(self, obj=None):
+        form = super().create_form(obj)
+        form.customer_lookup.validators = [Optional(), Length(max=254), _known_customer]
+        return form
+
+    def create_model(self, form):
+        spec = NewTicket(
+            subject=form.subject.data,
+            channel=form.channel.data,
+            priority=form.priority.data,
+            category=form.category.data,
+            owner_id=getattr(form.owner.data, "id", None),
+            customer_id=find_customer_id(form.customer_lookup.data),
+            first_message=form.first_message.data or None,
+        )
+        try:
+            ticket, _code = open_ticket(spec, actor=current_user)
+            db.session.flush()
+            record_event("ticket.create", "ticket", ticket.id, ["subject", "channel", "priority"])
+            db.session.commit()
+        except TicketError as exc:
+            db.session.rollback()
+            flash(str(exc), "error")
+            return False
+        return ticket
+
+    def get_save_return_url(self, model, is_created=False):
+        return url_for("tickets.ticket_page", ticket_id=model.id)
+
+    # The ticket page ---------------------------------------------------------------
+    def _ticket_or_404(self, ticket_id: int) -> Ticket:
+        ticket = db.session.get(Ticket, ticket_id)
+        if ticket is None:
+            abort(404)
+        return ticket
+
+    @expose("/ticket/<int:ticket_id>")
+    def ticket_page(self, ticket_id: int):
+        ticket = self._ticket_or_404(ticket_id)
+        pii = can_view_pii()
+        if pii:
+            record_event("ticket.view", "ticket", ticket.id, ["messages", "contact", "tracking_code"])
+            db.session.commit()
+        properties = PropertiesForm(
+            owner=str(ticket.owner_id or ""), priority=ticket.priority, category=str(ticket.category_id or "")
+        )
+        return self.render(
+            "admin/ticket.html",
+            ticket=ticket,
+            pii=pii,
+            contact=self._contact(ticket, pii),
+            can_work=current_user.can("ticket.work"),
+            moves=sorted(TRANSITIONS[ticket.status], key=list(STATUS_LABELS).index),
+            status_labels=STATUS_LABELS,
+            kind_labels=MESSAGE_KIND_LABELS,
+            channel_labels=CHANNEL_LABELS,
+            priority_labels=PRIORITY_LABELS,
+            sla=sla_state(ticket),
+            reply_form=ReplyForm(),
+            move_form=MoveForm(),
+            properties_form=properties,
+        )
+
+    @staticmethod
+    def _contact(ticket: Ticket, pii: bool) -> dict[str, str]:
+        values = {"name": ticket.contact_name, "email": ticket.contact_email, "phone": ticket.contact_phone}
+        if pii:
+            return {k: v for k, v in values.items() if v}
+        masks = {"name": mask_name, "email": mask_email, "phone": mask_phone}
+        return {k: masks[k](v) for k, v in values.items() if v}
+
+    def _back(self, ticket: Ticket):
+        return redirect(url_for(".ticket_page", ticket_id=ticket.id))
+
+    @expose("/ticket/<int:ticket_id>/reply", methods=("POST",))
+    def reply(self, ticket_id: int):
+        ticket = self._ticket_or_404(ticket_id)
+        form = ReplyForm()
+        if form.validate_on_submit():
+            try:
+                add_message(ticket, form.kind.data, form.body.data, current_user)
+                record_event("ticket.message", "ticket", ticket.id, ["body"], detail=form.kind.data)
+                db.session.commit()
+                flash(_("Added to the thread."), "success")
+            except TicketError as exc:
+                db.session.rollback()
+                flash(str(exc), "error")
+        else:
+            flash(_("Write a message first."), "error")
+        return self._back(ticket)
+
+    @expose("/ticket/<int:ticket_id>/move", methods=("POST",))
+    def move(self, ticket_id: int):
+        ticket = self._ticket_or_404(ticket_id)
+        form = MoveForm()
+        if form.validate_on_submit():
+            try:
+                transition(ticket, form.to_status.data, current_user)
+                record_event("ticket.status", "ticket", ticket.id, ["status"], detail=form.to_status.data)
+                db.session.commit()
+                flash(_("Status changed to %(status)s.", status=STATUS_LABELS[ticket.status]), "success")
+            except TicketError as exc:
+                db.session.rollback()
+                flash(str(exc), "error")
+        return self._back(ticket)
+
+    @expose("/ticket/<int:ticket_id>/update", methods=("POST",))
+    def update(self, ticket_id: int):
+        ticket = self._ticket_or_404(ticket_id)
+        form = PropertiesForm()
+        if form.validate_on_submit():
+            owner = db.session.get(StaffUser, int(form.owner.data)) if form.owner.data else None
+            category = db.session.get(TicketCategory, int(form.category.data)) if form.category.data else None
+            assign(ticket, owner, current_user)
+            change_priority(ticket, form.priority.data, current_user)
+            set_category(ticket, category, current_user)
+            record_event("ticket.edit", "ticket", ticket.id, ["owner", "priority", "category"])
+            db.session.commit()
+            flash(_("Ticket updated."), "success")
+        else:
+            flash(_("Choose valid values."), "error")
+        return self._back(ticket)
+
+    # Bulk actions ------------------------------------------------------------------
+    @action("assign", _l("Assign…"))
+    def action_assign(self, ids):
+        return redirect(url_for(".bulk_assign", ids=",".join(ids)))
+
+    @action("priority", _l("Change priority…"))
+    def action_priority(self, ids):
+        return redirect(url_for(".bulk_priority", ids=",".join(ids)))
+
+    @action("close", _l("Close"), _l("Close the selected tickets?"))
+    def action_close(self, ids):
+        tickets = tickets_by_ids(ids)
+        closed, skipped = close_tickets(tickets, current_user)
+        for ticket in tickets:
+            record_event("ticket.status", "ticket", ticket.id, ["status"], detail="closed (bulk)")
+        db.session.commit()
+        flash(
+            _("%(closed)d tickets closed, %(skipped)d already closed.", closed=closed, skipped=skipped),
+            "success",
+        )
+
+    def _bulk_page(self, form, apply, template_title):
+        ids = (form.ids.data or request.args.get("ids", "")).split(",")
+        tickets = tickets_by_ids(ids)
+        if not tickets:
+            flash(_("Select at least one ticket."), "error")
+            return redirect(url_for(".index_view"))
+        if request.method == "POST" and form.validate_on_submit():
+            for ticket in tickets:
+                apply(ticket)
+            db.session.commit()
+            flash(_("%(n)d tickets updated.", n=len(tickets)), "success")
+            return redirect(url_for(".index_view"))
+        form.ids.data = ",".join(str(t.id) for t in tickets)
+        return self.render("admin/ticket_bulk.html", form=form, tickets=tickets, title=template_title)
+
+    @expose("/bulk/assign", methods=("GET", "POST"))
+    def bulk_assign(self):
+        form = BulkAssignForm()
+
+        def apply(ticket):
+            owner = db.session.get(StaffUser, int(form.owner.data)) if form.owner.data else None
+            assign(ticket, owner, current_user)
+            record_event("ticket.edit", "ticket", ticket.id, ["owner"], detail="bulk")
+
+        return self._bulk_page(form, apply, _("Assign tickets"))
+
+    @expose("/bulk/priority", methods=("GET", "POST"))
+    def bulk_priority(self):
+        form = BulkPriorityForm()
+
+        def apply(ticket):
+            change_priority(ticket, form.priority.data, current_user)
+            record_event("ticket.edit", "ticket", ticket.id, ["priority"], detail="bulk")
+
+        return self._bulk_page(form, apply, _("Change priority"))
+
+
+def _known_customer(form, field) -> None:
+    if field.data and field.data.strip() and find_customer_id(field.data) is None:
+        raise ValidationError(_l("No customer has that email, phone or member number."))
+
+
+class OverdueTicketView(TicketView):
+    def queue_clause(self):
+        return overdue_clause(utcnow())
+
+
+class DueSoonTicketView(TicketView):
+    def queue_clause(self):
+        return due_soon_clause(utcnow())
+
+
+class MyTicketView(TicketView):
+    def queue_clause(self):
+        return sa.and_(Ticket.owner_id == current_user.id, Ticket.status.in_(OPEN_STATUSES))
+
+
+class UnassignedTicketView(TicketView):
+    def queue_clause(self):
+        return sa.and_(Ticket.owner_id.is_(None), Ticket.status.in_(OPEN_STATUSES))

@@ -1,0 +1,496 @@
+"""Tickets: the status workflow, SLA clocks, the message thread and public tracking codes."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models import UTCDateTime, db, utcnow
+from models.audit import record_event
+from models.crypto import EncryptedText, blind_index
+from models.sla import Calendar
+from models.sla_policy import PRIORITIES, due_at, load_calendar, policy_for
+
+STATUSES = ("new", "acknowledged", "investigating", "waiting_on_customer", "resolved", "closed")
+OPEN_STATUSES = ("new", "acknowledged", "investigating", "waiting_on_customer")
+STATUS_LABELS = {
+    "new": _l("New"),
+    "acknowledged": _l("Acknowledged"),
+    "investigating": _l("Investigating"),
+    "waiting_on_customer": _l("Waiting on customer"),
+    "resolved": _l("Resolved"),
+    "closed": _l("Closed"),
+}
+# Every legal move; anything else is refused. Resolved and closed tickets can be reopened.
+TRANSITIONS = {
+    "new": {"acknowledged", "investigating", "waiting_on_customer", "resolved", "closed"},
+    "acknowledged": {"investigating", "waiting_on_customer", "resolved", "closed"},
+    "investigating": {"waiting_on_customer", "resolved", "closed"},
+    "waiting_on_customer": {"investigating", "resolved", "closed"},
+    "resolved": {"closed", "investigating"},
+    "closed": {"investigating"},
+}
+CHANNELS = ("phone", "email", "web", "chat", "social", "store")
+CHANNEL_LABELS = {
+    "phone": _l("Phone"),
+    "email": _l("Email"),
+    "web": _l("Web form"),
+    "chat": _l("Chat"),
+    "social": _l("Social media"),
+    "store": _l("In store"),
+}
+MESSAGE_KINDS = ("inbound", "outbound", "note")
+MESSAGE_KIND_LABELS = {
+    "inbound": _l("From the customer"),
+    "outbound": _l("Reply to the customer"),
+    "note": _l("Internal note"),
+}
+DEFAULT_CATEGORIES = [
+    ("complaint", "Complaint", "投诉"),
+    ("inquiry", "Inquiry", "咨询"),
+    ("suggestion", "Suggestion", "建议"),
+    ("praise", "Praise", "表扬"),
+    ("return_refund", "Return / refund", "退换货 / 退款"),
+    ("other", "Other", "其他"),
+]
+DUE_SOON = timedelta(hours=2)
+
+
+def _in(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstraint:
+    quoted = ", ".join(f"'{v}'" for v in values)
+    return sa.CheckConstraint(f"{column} IN ({quoted})", name=name)
+
+
+class TicketError(ValueError):
+    """A ticket operation that the rules refuse; the message says why."""
+
+
+class TicketCategory(db.Model):
+    """A kind of ticket (complaint, inquiry, …), named in both languages; admins edit the list."""
+
+    __tablename__ = "ticket_category"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    name_en: Mapped[str] = mapped_column(sa.String(100))
+    name_zh: Mapped[str] = mapped_column(sa.String(100))
+    active: Mapped[bool] = mapped_column(default=True)
+    position: Mapped[int] = mapped_column(default=0)
+
+    def __str__(self) -> str:
+        from flask_babel import get_locale
+
+        locale = str(get_locale() or "en")
+        return self.name_zh if locale.startswith("zh") else self.name_en
+
+
+class Ticket(db.Model):
+    """A complaint or message that must reach an owner, a first answer and a resolution in time."""
+
+    __tablename__ = "ticket"
+    __table_args__ = (
+        _in("status", STATUSES, "status"),
+        _in("priority", PRIORITIES, "priority"),
+        _in("channel", CHANNELS, "channel"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reference: Mapped[str | None] = mapped_column(sa.String(20), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("customer.id"), index=True)
+    channel: Mapped[str] = mapped_column(sa.String(16))
+    category_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket_category.id"))
+    priority: Mapped[str] = mapped_column(sa.String(16), default="normal")
+    subject: Mapped[str] = mapped_column(sa.String(200))
+    owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff_user.id"), index=True)
+    status: Mapped[str] = mapped_column(sa.String(24), default="new", index=True)
+    # Contact details given on the public form (personal data: sealed like a customer's).
+    contact_name: Mapped[str | None] = mapped_column(EncryptedText("ticket.contact_name"))
+    contact_email: Mapped[str | None] = mapped_column(EncryptedText("ticket.contact_email"))
+    contact_phone: Mapped[str | None] = mapped_column(EncryptedText("ticket.contact_phone"))
+    # The customer's tracking code, sealed; found by its keyed hash.
+    tracking_code: Mapped[str | None] = mapped_column(EncryptedText("ticket.tracking_code"))
+    tracking_bidx: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    first_response_due: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    resolution_due: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    first_responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The SLA clock stops while the team waits on the customer.
+    paused_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_seconds: Mapped[int] = mapped_column(default=0)
+    first_response_breached: Mapped[bool] = mapped_column(default=False)
+    resolution_breached: Mapped[bool] = mapped_column(default=False)
+
+    customer = relationship("Customer", lazy="joined")
+    category = relationship(TicketCategory, lazy="joined")
+    owner = relationship("StaffUser", lazy="joined")
+    messages: Mapped[list[TicketMessage]] = relationship(
+        back_populates="ticket", order_by="TicketMessage.id", cascade="all, delete-orphan"
+    )
+    events: Mapped[list[TicketEvent]] = relationship(
+        back_populates="ticket", order_by="TicketEvent.id", cascade="all, delete-orphan"
+    )
+
+    def __str__(self) -> str:
+        return self.reference or f"#{self.id}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @property
+    def paused(self) -> timedelta:
+        return timedelta(seconds=self.paused_seconds or 0)
+
+    def breached(self, now: datetime) -> bool:
+        """Whether a target was missed (flagged, or overdue right now)."""
+        return self.first_response_breached or self.resolution_breached or self.overdue(now)
+
+    def due_soon(self, now: datetime, within: timedelta = DUE_SOON) -> bool:
+        """Whether a target falls due within `within` (and none has passed yet)."""
+        if not self.is_open or self.paused_since is not None or self.overdue(now):
+            return False
+        horizon = now + within
+        soon_response = self.first_responded_at is None and _before(self.first_response_due, horizon)
+        return soon_response or _before(self.resolution_due, horizon)
+
+    def overdue(self, now: datetime) -> bool:
+        """Whether an unmet target's due time has passed on a running clock."""
+        if not self.is_open or self.paused_since is not None:
+            return False
+        late_response = self.first_responded_at is None and _before(self.first_response_due, now)
+        return late_response or _before(self.resolution_due, now)
+
+
+def _before(moment: datetime | None, now: datetime) -> bool:
+    return moment is not None and moment < now
+
+
+class TicketMessage(db.Model):
+    """One message in a ticket's thread: from the customer, to the customer, or an internal note."""
+
+    __tablename__ = "ticket_message"
+    __table_args__ = (_in("kind", MESSAGE_KINDS, "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    body: Mapped[str] = mapped_column(EncryptedText("ticket_message.body"))
+    author_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff_user.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="messages")
+    author = relationship("StaffUser", lazy="joined")
+
+    def __str__(self) -> str:
+        return f"{self.kind} #{self.id}"
+
+    @property
+    def is_public(self) -> bool:
+        """Whether the customer may read it on the tracking page."""
+        return self.kind in ("inbound", "outbound")
+
+
+class TicketEvent(db.Model):
+    """The ticket's history: every status change, assignment, priority change and breach."""
+
+    __tablename__ = "ticket_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff_user.id"))
+    kind: Mapped[str] = mapped_column(sa.String(24))
+    from_value: Mapped[str | None] = mapped_column(sa.String(64))
+    to_value: Mapped[str | None] = mapped_column(sa.String(64))
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+    actor = relationship("StaffUser", lazy="joined")
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.from_value} → {self.to_value}"
+
+
+@sa.event.listens_for(Ticket, "after_insert")
+def _assign_reference(_mapper, connection, target: Ticket) -> None:
+    """A human reference from the year and the id: T-2026-000123."""
+    reference = f"T-{target.created_at.year}-{target.id:06d}"
+    table = Ticket.__table__
+    connection.execute(
+        sa.update(table)
+        .where(table.c.id == target.id)
+        .values(reference=reference, updated_at=target.updated_at)
+    )
+    sa.orm.attributes.set_committed_value(target, "reference", reference)
+
+
+def _log(ticket: Ticket, kind: str, before: str | None, after: str | None, actor, now: datetime) -> None:
+    ticket.events.append(
+        TicketEvent(kind=kind, from_value=before, to_value=after, actor_id=getattr(actor, "id", None), at=now)
+    )
+
+
+def new_tracking_code() -> str:
+    """A tracking code with 160 random bits, in groups that can be read out on the phone."""
+    raw = secrets.token_hex(20).upper()
+    return "-".join(raw[i : i + 5] for i in range(0, len(raw), 5))
+
+
+def tracking_lookup_key(code: str) -> str:
+    """The normalised form a tracking code is hashed in (case and separators do not matter)."""
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+def schedule(ticket: Ticket, calendar: Calendar) -> None:
+    """Set the due times from the ticket's priority policy, its start and its paused time."""
+    policy = policy_for(ticket.priority)
+    ticket.first_response_due = due_at(
+        ticket.created_at, policy.first_response_minutes, ticket.paused, calendar
+    )
+    ticket.resolution_due = due_at(ticket.created_at, policy.resolution_minutes, ticket.paused, calendar)
+
+
+@dataclass
+class NewTicket:
+    """What is needed to open a ticket."""
+
+    subject: str
+    channel: str
+    priority: str = "normal"
+    category: TicketCategory | None = None
+    customer_id: int | None = None
+    owner_id: int | None = None
+    first_message: str | None = None
+    contact_name: str | None = None
+    contact_email: str | None = None
+    contact_phone: str | None = None
+
+
+def open_ticket(spec: NewTicket, actor=None, now: datetime | None = None) -> tuple[Ticket, str]:
+    """Open a ticket with its SLA clock and tracking code; returns it and the code (the caller commits)."""
+    now = now or utcnow()
+    if spec.channel not in CHANNELS:
+        raise TicketError(f"unknown channel {spec.channel!r}")
+    if spec.priority not in PRIORITIES:
+        raise TicketError(f"unknown priority {spec.priority!r}")
+    code = new_tracking_code()
+    ticket = Ticket(
+        subject=spec.subject.strip()[:200],
+        channel=spec.channel,
+        priority=spec.priority,
+        category=spec.category,
+        customer_id=spec.customer_id,
+        owner_id=spec.owner_id,
+        contact_name=spec.contact_name,
+        contact_email=spec.contact_email,
+        contact_phone=spec.contact_phone,
+        status="new",
+        created_at=now,
+        updated_at=now,
+        tracking_code=code,
+        tracking_bidx=blind_index("tracking", tracking_lookup_key(code)),
+    )
+    schedule(ticket, load_calendar())
+    _log(ticket, "status", None, "new", actor, now)
+    if spec.first_message:
+        ticket.messages.append(TicketMessage(kind="inbound", body=spec.first_message, created_at=now))
+    db.session.add(ticket)
+    return ticket, code
+
+
+def find_by_tracking_code(code: str) -> Ticket | None:
+    """The ticket a tracking code belongs to, or None."""
+    key = tracking_lookup_key(code)
+    if len(key) < 20:
+        return None
+    return db.session.scalar(sa.select(Ticket).where(Ticket.tracking_bidx == blind_index("tracking", key)))
+
+
+def transition(ticket: Ticket, to_status: str, actor=None, now: datetime | None = None) -> None:
+    """Move a ticket along the workflow, or raise TicketError and change nothing."""
+    now = now or utcnow()
+    before = ticket.status
+    if to_status not in TRANSITIONS.get(before, ()):
+        raise TicketError(
+            str(
+                _l(
+                    "A ticket cannot go from “%(a)s” to “%(b)s”.",
+                    a=STATUS_LABELS.get(before, before),
+                    b=STATUS_LABELS.get(to_status, to_status),
+                )
+            )
+        )
+    calendar = load_calendar()
+    if before == "waiting_on_customer":
+        _resume_clock(ticket, calendar, now)
+    if to_status == "waiting_on_customer":
+        ticket.paused_since = now
+    if to_status == "resolved":
+        ticket.resolved_at = now
+    if to_status == "closed":
+        ticket.closed_at = now
+        ticket.resolved_at = ticket.resolved_at or now
+    if to_status == "investigating" and before in ("resolved", "closed"):
+        ticket.resolved_at = ticket.closed_at = None  # reopened: the resolution clock runs again
+    ticket.status = to_status
+    ticket.updated_at = now
+    _log(ticket, "status", before, to_status, actor, now)
+
+
+def _resume_clock(ticket: Ticket, calendar: Calendar, now: datetime) -> None:
+    """End a pause: add its business time to the ticket and push the due times out."""
+    from models.sla import business_time_between
+
+    if ticket.paused_since is not None:
+        paused = business_time_between(ticket.paused_since, now, calendar)
+        ticket.paused_seconds = int((ticket.paused + paused).total_seconds())
+        ticket.paused_since = None
+        schedule(ticket, calendar)
+
+
+def add_message(
+    ticket: Ticket, kind: str, body: str, actor=None, now: datetime | None = None
+) -> TicketMessage:
+    """Add to the thread; the first reply to the customer stamps the first response."""
+    now = now or utcnow()
+    body = (body or "").strip()
+    if kind not in MESSAGE_KINDS:
+        raise TicketError(f"unknown message kind {kind!r}")
+    if not body:
+        raise TicketError(str(_l("A message cannot be empty.")))
+    message = TicketMessage(kind=kind, body=body, author_id=getattr(actor, "id", None), created_at=now)
+    ticket.messages.append(message)
+    if kind == "outbound" and ticket.first_responded_at is None:
+        ticket.first_responded_at = now
+        if ticket.first_response_due and now > ticket.first_response_due:
+            ticket.first_response_breached = True
+    ticket.updated_at = now
+    return message
+
+
+def assign(ticket: Ticket, owner, actor=None, now: datetime | None = None) -> None:
+    """Give the ticket an owner (or none); recorded in its history."""
+    now = now or utcnow()
+    new_id = getattr(owner, "id", None)
+    if ticket.owner_id == new_id:
+        return
+    before = str(ticket.owner) if ticket.owner else None
+    ticket.owner_id = new_id
+    ticket.owner = owner
+    _log(ticket, "owner", before, str(owner) if owner else None, actor, now)
+
+
+def change_priority(ticket: Ticket, priority: str, actor=None, now: datetime | None = None) -> None:
+    """Change the priority; the due times follow the new priority's policy."""
+    now = now or utcnow()
+    if priority not in PRIORITIES:
+        raise TicketError(f"unknown priority {priority!r}")
+    if ticket.priority == priority:
+        return
+    _log(ticket, "priority", ticket.priority, priority, actor, now)
+    ticket.priority = priority
+    schedule(ticket, load_calendar())
+
+
+def overdue_clause(now: datetime) -> sa.ColumnElement[bool]:
+    """Open, running tickets whose first response or resolution is past due."""
+    return sa.and_(
+        Ticket.status.in_(OPEN_STATUSES),
+        Ticket.paused_since.is_(None),
+        sa.or_(
+            sa.and_(Ticket.first_responded_at.is_(None), Ticket.first_response_due < now),
+            Ticket.resolution_due < now,
+        ),
+    )
+
+
+def due_soon_clause(now: datetime, within: timedelta = DUE_SOON) -> sa.ColumnElement[bool]:
+    """Open, running tickets with a target falling due in the next `within`."""
+    horizon = now + within
+    return sa.and_(
+        Ticket.status.in_(OPEN_STATUSES),
+        Ticket.paused_since.is_(None),
+        sa.not_(overdue_clause(now)),
+        sa.or_(
+            sa.and_(Ticket.first_responded_at.is_(None), Ticket.first_response_due <= horizon),
+            Ticket.resolution_due <= horizon,
+        ),
+    )
+
+
+def escalate_breaches(now: datetime | None = None) -> list[Ticket]:
+    """Flag newly breached tickets and raise their priority by policy (the caller commits)."""
+    now = now or utcnow()
+    found = list(db.session.scalars(sa.select(Ticket).where(overdue_clause(now)).order_by(Ticket.id)))
+    escalated = []
+    for ticket in found:
+        late_response = ticket.first_responded_at is None and ticket.first_response_due < now
+        late_resolution = ticket.resolution_due < now
+        news = (late_response and not ticket.first_response_breached) or (
+            late_resolution and not ticket.resolution_breached
+        )
+        if not news:
+            continue
+        ticket.first_response_breached |= late_response
+        ticket.resolution_breached |= late_resolution
+        _log(ticket, "breach", None, "resolution" if late_resolution else "first_response", None, now)
+        raise_to = policy_for(ticket.priority).escalate_to
+        if raise_to and PRIORITIES.index(raise_to) > PRIORITIES.index(ticket.priority):
+            change_priority(ticket, raise_to, None, now)
+        record_event("ticket.escalate", "ticket", ticket.id, ["priority", "breach"], actor="system")
+        escalated.append(ticket)
+    return escalated
+
+
+def ensure_default_categories() -> None:
+    """Create the default ticket categories where missing (the caller commits)."""
+    existing = set(db.session.scalars(sa.select(TicketCategory.code)))
+    for position, (code, name_en, name_zh) in enumerate(DEFAULT_CATEGORIES):
+        if code not in existing:
+            db.session.add(TicketCategory(code=code, name_en=name_en, name_zh=name_zh, position=position))
+
+
+def category_by_code(code: str) -> TicketCategory | None:
+    return db.session.scalar(sa.select(TicketCategory).where(TicketCategory.code == code))
+
+
+def tickets_by_ids(ids: list[str] | list[int]) -> list[Ticket]:
+    """The tickets with these ids (unknown ids are ignored)."""
+    numbers = [int(i) for i in ids if str(i).isdigit()]
+    return list(db.session.scalars(sa.select(Ticket).where(Ticket.id.in_(numbers)).order_by(Ticket.id)))
+
+
+def set_category(
+    ticket: Ticket, category: TicketCategory | None, actor=None, now: datetime | None = None
+) -> None:
+    """Recategorise a ticket; recorded in its history."""
+    if ticket.category_id == getattr(category, "id", None):
+        return
+    _log(
+        ticket,
+        "category",
+        ticket.category.code if ticket.category else None,
+        category.code if category else None,
+        actor,
+        now or utcnow(),
+    )
+    ticket.category = category
+
+
+def close_tickets(tickets: list[Ticket], actor=None, now: datetime | None = None) -> tuple[int, int]:
+    """Close every ticket that may be closed; returns (closed, skipped)."""
+    closed = skipped = 0
+    for ticket in tickets:
+        if "closed" in TRANSITIONS.get(ticket.status, ()):
+            transition(ticket, "closed", actor, now)
+            closed += 1
+        else:
+            skipped += 1
+    return closed, skipped
