@@ -28,7 +28,7 @@ class PasswordForm(CheckedForm):
 
     def validate_current(self, field) -> None:
         if not current_user.check_password(field.data):
-            raise ValidationError(_l("That is not your current password."))
+            raise ValidationError(str(_l("That is not your current password.")))
 
     def validate_new(self, field) -> None:
         try:

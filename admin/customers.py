@@ -176,9 +176,12 @@ class CustomerView(StaffModelView):
 
     def render(self, template, **kwargs):
         """Every page that shows a customer's unmasked details leaves an audit event."""
+        # Render first: the audit commit expires every loaded customer, and rendering after
+        # it would fetch and decrypt each row again.
+        html = super().render(template, **kwargs)
         if can_view_pii():
             self._audit_disclosure(template, kwargs)
-        return super().render(template, **kwargs)
+        return html
 
     def _audit_disclosure(self, template: str, kwargs: dict) -> None:
         if template == self.list_template and kwargs.get("data"):

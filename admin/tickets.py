@@ -106,6 +106,11 @@ def sla_text(view, context, model: Ticket, name: str):
     return state[1] if state else ""
 
 
+def _known_customer(form, field) -> None:
+    if field.data and field.data.strip() and find_customer_id(field.data) is None:
+        raise ValidationError(str(_l("No customer has that email, phone or member number.")))
+
+
 class BreachFilter(BaseSQLAFilter):
     """Tickets that missed (or are missing right now) a target."""
 
@@ -215,7 +220,7 @@ class TicketView(StaffModelView):
     form_extra_fields = {
         "customer_lookup": StringField(
             _l("Customer"),
-            validators=[Optional(), Length(max=254)],
+            validators=[Optional(), Length(max=254), _known_customer],
             description=_l("Exact email, phone or member number; leave empty if unknown."),
         ),
         "first_message": TextAreaField(
@@ -240,11 +245,6 @@ class TicketView(StaffModelView):
         return query if clause is None else query.filter(clause)
 
     # Create: through the domain function, so the SLA clock and history start right.
-    def create_form(self, obj=None):
-        form = super().create_form(obj)
-        form.customer_lookup.validators = [Optional(), Length(max=254), _known_customer]
-        return form
-
     def create_model(self, form):
         spec = NewTicket(
             subject=form.subject.data,
@@ -419,11 +419,6 @@ class TicketView(StaffModelView):
             record_event("ticket.edit", "ticket", ticket.id, ["priority"], detail="bulk")
 
         return self._bulk_page(form, apply, _("Change priority"))
-
-
-def _known_customer(form, field) -> None:
-    if field.data and field.data.strip() and find_customer_id(field.data) is None:
-        raise ValidationError(_l("No customer has that email, phone or member number."))
 
 
 class OverdueTicketView(TicketView):

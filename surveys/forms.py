@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
 from wtforms import EmailField, RadioField, StringField, TelField, TextAreaField, ValidationError
-from wtforms.validators import InputRequired, Length, Optional
+from wtforms.validators import DataRequired, InputRequired, Length, Optional
 
 from models.contact import InvalidContact, normalise_email, normalise_phone
 from models.customer import default_region
 from security import CheckedForm
+
+
+def strip(value: str | None) -> str | None:
+    return value.strip() if isinstance(value, str) else value
 
 
 def _check(normalise, value: str) -> None:
@@ -41,7 +45,8 @@ class FeedbackForm(HoneypotForm):
     )
     message = TextAreaField(
         _l("Your message"),
-        validators=[InputRequired(_l("Please write your message.")), Length(max=5000)],
+        filters=[strip],
+        validators=[DataRequired(_l("Please write your message.")), Length(max=5000)],
     )
     name = StringField(_l("Your name (optional)"), validators=[Optional(), Length(max=100)])
     email = EmailField(_l("Email (optional)"), validators=[Optional(), Length(max=254)])

@@ -26,3 +26,20 @@ def make_customer(**fields) -> Customer:
     db.session.add(customer)
     db.session.commit()
     return customer
+
+
+def make_ticket(now=None, **fields):
+    """A committed ticket (and its tracking code); any NewTicket field can be overridden."""
+    from models.ticket import NewTicket, category_by_code, open_ticket
+
+    values = {
+        "subject": "Parcel late",
+        "channel": "phone",
+        "priority": "normal",
+        "category": category_by_code("complaint"),
+        "first_message": "Where is my parcel?",
+    }
+    values.update(fields)
+    ticket, code = open_ticket(NewTicket(**values), now=now)
+    db.session.commit()
+    return ticket, code
