@@ -107,5 +107,5 @@ class HolidayView(TicketSettingsView):
     audit_type = "holiday"
     column_list = ["day", "name"]
     column_default_sort = ("day", True)
-    column_labels = {"day": _l("Date"), "name": _l("Name")}
+    column_labels = {"day": _l("Date"), "name": _l("Holiday")}
     form_columns = ["day", "name"]

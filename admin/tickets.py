@@ -28,6 +28,7 @@ from models import db, utcnow
 from models.audit import record_event
 from models.contact import mask_email, mask_name, mask_phone
 from models.customer import find_customer_id
+from models.feedback import STANDARD_SUBJECTS
 from models.sla_policy import PRIORITY_LABELS
 from models.ticket import (
     CHANNEL_LABELS,
@@ -61,6 +62,11 @@ def can_view_pii() -> bool:
 
 def reference_link(view, context, model: Ticket, name: str):
     return Markup('<a href="{}">{}</a>').format(url_for("tickets.ticket_page", ticket_id=model.id), model)
+
+
+def subject_label(view, context, model: Ticket, name: str):
+    """The subject; standard subjects of web tickets in the reader's language."""
+    return _(model.subject) if model.subject in STANDARD_SUBJECTS else model.subject
 
 
 def status_label(view, context, model: Ticket, name: str):
@@ -180,6 +186,7 @@ class TicketView(StaffModelView):
     }
     column_formatters = {
         "reference": reference_link,
+        "subject": subject_label,
         "status": status_label,
         "priority": priority_badge,
         "channel": channel_label,
@@ -289,6 +296,7 @@ class TicketView(StaffModelView):
         return self.render(
             "admin/ticket.html",
             ticket=ticket,
+            known_subjects=STANDARD_SUBJECTS,
             pii=pii,
             contact=self._contact(ticket, pii),
             can_work=current_user.can("ticket.work"),

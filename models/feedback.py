@@ -12,12 +12,20 @@ from models.crypto import blind_index
 from models.customer import Customer, default_region
 from models.ticket import NewTicket, Ticket, category_by_code, open_ticket
 
-# kind on the form → (ticket category code, priority, English subject)
+
+def N_(message: str) -> str:
+    """Mark a string for the catalogue without translating it: it is stored, then shown translated."""
+    return message
+
+
+# kind on the form → (ticket category code, priority, subject stored in English)
 FEEDBACK_KINDS = {
-    "complaint": ("complaint", "normal", "Complaint from the web form"),
-    "suggestion": ("suggestion", "low", "Suggestion from the web form"),
-    "praise": ("praise", "low", "Praise from the web form"),
+    "complaint": ("complaint", "normal", N_("Complaint from the web form")),
+    "suggestion": ("suggestion", "low", N_("Suggestion from the web form")),
+    "praise": ("praise", "low", N_("Praise from the web form")),
 }
+# Subjects the panel shows in the reader's language.
+STANDARD_SUBJECTS = frozenset(subject for _code, _priority, subject in FEEDBACK_KINDS.values())
 
 
 def match_customer(email: str | None, phone: str | None) -> int | None:

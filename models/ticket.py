@@ -101,7 +101,9 @@ class Ticket(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     reference: Mapped[str | None] = mapped_column(sa.String(20), unique=True)
-    customer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("customer.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("customer.id", ondelete="SET NULL"), index=True
+    )
     channel: Mapped[str] = mapped_column(sa.String(16))
     category_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket_category.id"))
     priority: Mapped[str] = mapped_column(sa.String(16), default="normal")

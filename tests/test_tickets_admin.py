@@ -170,3 +170,16 @@ def test_bulk_assign_priority_and_close(client, auth):
     for ticket in (db.session.get(Ticket, first.id), db.session.get(Ticket, second.id)):
         assert (ticket.owner_id, ticket.priority, ticket.status) == (agent.id, "urgent", "closed")
         assert [e.kind for e in ticket.events] == ["status", "owner", "priority", "status"]
+
+
+def test_deleting_a_customer_keeps_their_tickets(client, auth):
+    customer = make_customer()
+    ticket, _ = make_ticket(customer_id=customer.id)
+    auth.login("manager")
+    page = client.get("/admin/customers/")
+    response = client.post(
+        "/admin/customers/delete/", data={"id": customer.id, "csrf_token": csrf_token(page.text)}
+    )
+    assert response.status_code == 302
+    db.session.expire_all()
+    assert db.session.get(Ticket, ticket.id).customer_id is None

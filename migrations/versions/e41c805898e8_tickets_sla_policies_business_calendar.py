@@ -100,7 +100,7 @@ def upgrade():
     sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name=op.f('ck_ticket_priority')),
     sa.CheckConstraint("status IN ('new', 'acknowledged', 'investigating', 'waiting_on_customer', 'resolved', 'closed')", name=op.f('ck_ticket_status')),
     sa.ForeignKeyConstraint(['category_id'], ['ticket_category.id'], name=op.f('fk_ticket_category_id_ticket_category')),
-    sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_ticket_customer_id_customer')),
+    sa.ForeignKeyConstraint(['customer_id'], ['customer.id'], name=op.f('fk_ticket_customer_id_customer'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['owner_id'], ['staff_user.id'], name=op.f('fk_ticket_owner_id_staff_user')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket')),
     sa.UniqueConstraint('reference', name=op.f('uq_ticket_reference')),

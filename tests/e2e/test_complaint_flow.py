@@ -84,7 +84,7 @@ def xss_ran(page: Page) -> bool:
 def test_customer_reads_the_reply_and_status_but_not_the_internal_note(
     page: Page, staff_session, staff, open_customer_page, tmp_path
 ):
-    """Does a complaint filed on /feedback reach the agent, and does the customer see the reply, not the note?"""
+    """Does a complaint reach the agent, and does the customer then see the reply but not the note?"""
     reference, code = file_complaint(open_customer_page(), COMPLAINT, CUSTOMER_EMAIL)
 
     staff_session.sign_in(staff[Role.AGENT])
