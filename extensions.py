@@ -1,6 +1,6 @@
 """Flask extensions, created unbound here and bound to each app in create_app()."""
 
-from flask import current_app, has_request_context, request
+from flask import current_app, has_request_context, request, session
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -24,9 +24,12 @@ def select_locale() -> str:
         return "en"
     explicit = request.args.get("lang")
     if explicit in SUPPORTED_LOCALES:
+        session["lang"] = explicit  # the visitor's choice holds on the following pages
         return explicit
     if current_user and getattr(current_user, "is_authenticated", False) and current_user.language:
         return current_user.language
+    if session.get("lang") in SUPPORTED_LOCALES:
+        return session["lang"]
     best = request.accept_languages.best_match(["en", "zh", "zh-CN", "zh-Hans", "zh-TW"], default="en")
     return "zh_Hans_CN" if best.lower().startswith("zh") else "en"
 

@@ -155,6 +155,7 @@ class TicketView(StaffModelView):
     can_edit = False
     can_delete = False
     can_export = False
+    column_display_actions = False  # the reference links to the ticket page
     list_template = "admin/ticket_list.html"
     column_list = [
         "reference",

@@ -49,3 +49,8 @@ def test_times_are_shown_in_the_staff_members_zone(client, auth):
     user.timezone = "Europe/London"
     db.session.commit()
     assert "2026-01-15 20:30" in client.get(details).text
+
+
+def test_a_visitors_language_choice_holds_on_later_pages(client):
+    client.get("/feedback?lang=zh_Hans_CN", headers={"Accept-Language": "en"})
+    assert "联系我们" in client.get("/feedback", headers={"Accept-Language": "en"}).text
