@@ -22,6 +22,11 @@ from models.audit import record_event
 from models.export import csv_safe
 
 
+def can_view_pii() -> bool:
+    """Whether the signed-in member of staff may see personal data unmasked."""
+    return bool(current_user.is_authenticated and current_user.can("customer.view_pii"))
+
+
 class StaffAccess:
     """Mixin: the view needs a signed-in member of staff holding `right`.
 

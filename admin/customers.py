@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
 from wtforms import DateField, SelectField, StringField, TextAreaField
 from wtforms.validators import Length, Optional
 
-from admin.base import StaffModelView
+from admin.base import StaffModelView, can_view_pii
 from admin.fields import TAGS_HELP, choices, valid_email, valid_phone
 from models import db
 from models.audit import record_event
@@ -19,10 +18,6 @@ from models.customer import (
     Customer,
     contact_filter,
 )
-
-
-def can_view_pii() -> bool:
-    return current_user.is_authenticated and current_user.can("customer.view_pii")
 
 
 def personal_value(view, context, model: Customer, name: str):

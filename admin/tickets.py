@@ -14,7 +14,7 @@ from markupsafe import Markup
 from wtforms import SelectField, StringField, TextAreaField, ValidationError
 from wtforms.validators import InputRequired, Length, Optional
 
-from admin.base import StaffModelView, live_options
+from admin.base import StaffModelView, can_view_pii, live_options
 from admin.ticket_forms import (
     BulkAssignForm,
     BulkPriorityForm,
@@ -54,10 +54,6 @@ from models.ticket import (
 from models.user import StaffUser
 
 PRIORITY_BADGES = {"low": "secondary", "normal": "info", "high": "warning", "urgent": "danger"}
-
-
-def can_view_pii() -> bool:
-    return current_user.is_authenticated and current_user.can("customer.view_pii")
 
 
 def reference_link(view, context, model: Ticket, name: str):

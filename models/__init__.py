@@ -78,6 +78,17 @@ def configure_engine(engine: sa.Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def stamp_after_insert(connection: sa.Connection, target, column: str, value) -> None:
+    """Set a column derived from a new row's id, inside the insert's flush (after_insert hook)."""
+    table = type(target).__table__
+    connection.execute(
+        sa.update(table)
+        .where(table.c.id == target.id)
+        .values({column: value, "updated_at": target.updated_at})
+    )
+    sa.orm.attributes.set_committed_value(target, column, value)
+
+
 def begin_write() -> None:
     """Start the session's transaction as a writer (BEGIN IMMEDIATE on SQLite)."""
     db.session.connection(execution_options={"sqlite_immediate": True})

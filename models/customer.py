@@ -11,7 +11,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from models import UTCDateTime, db, utcnow
+from models import UTCDateTime, db, stamp_after_insert, utcnow
 from models.contact import (
     InvalidContact,
     email_lookup_key,
@@ -138,14 +138,7 @@ class Customer(db.Model):
 def _assign_member_no(_mapper, connection, target: Customer) -> None:
     """Customers created without a member number get one derived from their id."""
     if not target.member_no:
-        number = f"M{target.id:08d}"
-        table = Customer.__table__
-        connection.execute(
-            sa.update(table)
-            .where(table.c.id == target.id)
-            .values(member_no=number, updated_at=target.updated_at)
-        )
-        sa.orm.attributes.set_committed_value(target, "member_no", number)
+        stamp_after_insert(connection, target, "member_no", f"M{target.id:08d}")
 
 
 def default_region() -> str:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models import UTCDateTime, db, utcnow
+from models import UTCDateTime, db, stamp_after_insert, utcnow
 from models.audit import record_event
 from models.crypto import EncryptedText, blind_index
 from models.sla import Calendar
@@ -223,14 +223,7 @@ class TicketEvent(db.Model):
 @sa.event.listens_for(Ticket, "after_insert")
 def _assign_reference(_mapper, connection, target: Ticket) -> None:
     """A human reference from the year and the id: T-2026-000123."""
-    reference = f"T-{target.created_at.year}-{target.id:06d}"
-    table = Ticket.__table__
-    connection.execute(
-        sa.update(table)
-        .where(table.c.id == target.id)
-        .values(reference=reference, updated_at=target.updated_at)
-    )
-    sa.orm.attributes.set_committed_value(target, "reference", reference)
+    stamp_after_insert(connection, target, "reference", f"T-{target.created_at.year}-{target.id:06d}")
 
 
 def _log(ticket: Ticket, kind: str, before: str | None, after: str | None, actor, now: datetime) -> None:
