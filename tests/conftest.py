@@ -58,7 +58,11 @@ def base_config(tmp_path: Path, url: str, key_material: dict) -> dict:
 
 @pytest.fixture(scope="session")
 def migrated_database(tmp_path_factory, key_material):
-    """Run the real migrations once: into a template SQLite file, or into the PostgreSQL database."""
+    """Run the real migrations once: into a template SQLite file, or into the PostgreSQL database.
+
+    Returns the URL and, for PostgreSQL, the rows the migrations inserted (defaults such as
+    ticket categories), which each test's truncation puts back.
+    """
     tmp = tmp_path_factory.mktemp("template")
     url = postgres_url()
     if url:
@@ -72,24 +76,38 @@ def migrated_database(tmp_path_factory, key_material):
     app = create_app(base_config(tmp, url, key_material))
     with app.app_context():
         upgrade()
+        seeded = {
+            table.name: [dict(row._mapping) for row in db.session.execute(sa.select(table))]
+            for table in db.metadata.sorted_tables
+        }
+        db.session.remove()
         db.engine.dispose()
-    return url
+    return url, {name: rows for name, rows in seeded.items() if rows}
 
 
 @pytest.fixture
 def database_url(migrated_database, tmp_path) -> str:
     """A database in its freshly migrated state for this test."""
-    if migrated_database.startswith("sqlite"):
-        template = migrated_database.removeprefix("sqlite:///")
+    url, seeded = migrated_database
+    if url.startswith("sqlite"):
         target = tmp_path / "patron.sqlite"
-        shutil.copyfile(template, target)
+        shutil.copyfile(url.removeprefix("sqlite:///"), target)
         return f"sqlite:///{target}"
-    engine = sa.create_engine(migrated_database)
+    engine = sa.create_engine(url)
     with engine.begin() as conn:
         tables = [name for name in sa.inspect(conn).get_table_names() if name != "alembic_version"]
         conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        for table in db.metadata.sorted_tables:
+            if table.name in seeded:
+                conn.execute(table.insert(), seeded[table.name])
+                conn.execute(
+                    sa.text(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', 'id'), "
+                        f"(SELECT max(id) FROM {table.name}))"
+                    )
+                )
     engine.dispose()
-    return migrated_database
+    return url
 
 
 class IsolatedClient(FlaskClient):

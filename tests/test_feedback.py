@@ -17,7 +17,7 @@ def send_feedback(client, **fields):
 
 
 def tickets() -> list[Ticket]:
-    return list(db.session.scalars(sa.select(Ticket)))
+    return list(db.session.scalars(sa.select(Ticket).order_by(Ticket.id)))
 
 
 def code_from(client, response) -> str:
