@@ -90,5 +90,11 @@ def stamp_after_insert(connection: sa.Connection, target, column: str, value) ->
 
 
 def begin_write() -> None:
-    """Start the session's transaction as a writer (BEGIN IMMEDIATE on SQLite)."""
+    """Start a write transaction here: BEGIN IMMEDIATE on SQLite, a plain BEGIN elsewhere.
+
+    Whatever the session holds is committed first: a read transaction that later tries to
+    write fails at once on SQLite in WAL mode if another writer got in since it began.
+    """
+    if db.session.in_transaction():
+        db.session.commit()
     db.session.connection(execution_options={"sqlite_immediate": True})
