@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, redirect, render_template, url_for
+from flask import Flask, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 import config
@@ -78,10 +78,12 @@ def register_keyring(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     """Staff sign-in and the public pages."""
     from admin.auth import bp as staff_auth_bp
+    from api import bp as api_bp
     from surveys import bp as surveys_bp
 
     app.register_blueprint(staff_auth_bp)
     app.register_blueprint(surveys_bp)
+    app.register_blueprint(api_bp)
 
     @app.route("/")
     def home():
@@ -119,13 +121,18 @@ def register_errorhandlers(app: Flask) -> None:
         404: lambda: _("This page does not exist."),
         410: lambda: _("This link is no longer valid."),
         429: lambda: _("Too many attempts. Please wait a little and try again."),
+        500: lambda: _("Something went wrong on our side. Nothing was lost; please try again."),
     }
 
     def handler(exc):
         code = getattr(exc, "code", 500) or 500
-        return render_template("error.html", code=code, message=messages[code]()), code
+        if request.path.startswith("/api/"):
+            # API clients always get JSON, whatever went wrong.
+            name = getattr(exc, "name", "error").lower().replace(" ", "_")
+            return jsonify({"error": {"code": name, "message": getattr(exc, "description", str(exc))}}), code
+        return render_template("error.html", code=code, message=messages.get(code, messages[500])()), code
 
-    for code in messages:
+    for code in [*messages, 405, 413, 415, 500]:
         app.register_error_handler(code, handler)
 
 

@@ -18,6 +18,8 @@ DEFAULTS = {
     "LOGIN_FAILURES_PER_ACCOUNT": "5 per 15 minutes",
     "PUBLIC_FORM_RATE_LIMIT": "5 per 10 minutes",
     "TRACKING_RATE_LIMIT": "30 per minute",
+    "LOYALTY_CURRENCY": "CNY",
+    "POINTS_EXPIRE_MONTHS": 24,
     "DEFAULT_PHONE_REGION": "CN",
     "DEFAULT_TIMEZONE": "Asia/Shanghai",
     "BABEL_DEFAULT_LOCALE": "en",

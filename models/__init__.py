@@ -95,6 +95,6 @@ def begin_write() -> None:
     Whatever the session holds is committed first: a read transaction that later tries to
     write fails at once on SQLite in WAL mode if another writer got in since it began.
     """
-    if db.session.in_transaction():
+    if db.session().in_transaction():
         db.session.commit()
     db.session.connection(execution_options={"sqlite_immediate": True})

@@ -1,0 +1,272 @@
+"""The JSON API for shops and POS systems (/api/v1): purchases, refunds, balances, redemptions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from functools import wraps
+
+import sqlalchemy as sa
+from flask import Blueprint, g, jsonify, request
+
+from api.openapi import openapi_document
+from models import db, utcnow
+from models.api_key import find_api_key
+from models.customer import Customer, find_customer_id
+from models.loyalty import (
+    LoyaltyAccount,
+    LoyaltyError,
+    NewPurchase,
+    Purchase,
+    UnknownCustomer,
+    expiring_points,
+    recent_ledger,
+    record_purchase,
+    refund_purchase,
+)
+from models.rewards import Reward, redeem
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+CHANNELS = ("store", "online", "app", "phone", "other")
+
+
+class BadRequest(LoyaltyError):
+    code, status = "bad_request", 400
+
+
+def error(status: int, code: str, message: str):
+    return jsonify({"error": {"code": code, "message": message}}), status
+
+
+@bp.errorhandler(LoyaltyError)
+def _loyalty_error(exc: LoyaltyError):
+    return error(exc.status, exc.code, str(exc))
+
+
+def require(scope: str | None):
+    """The request must carry an active API key (Authorization: Bearer …) holding `scope`."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            header = request.headers.get("Authorization", "")
+            token = header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+            key = find_api_key(token or request.headers.get("X-API-Key", ""))
+            if key is None:
+                return error(
+                    401, "unauthorized", "A valid API key is required (Authorization: Bearer <key>)."
+                )
+            if scope and scope not in key.scope_set:
+                return error(403, "forbidden", f"This key lacks the scope {scope}.")
+            g.api_key = key
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def body() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return data
+
+
+def text(data: dict, name: str, required: bool = True, max_length: int = 64) -> str | None:
+    value = data.get(name)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+        raise LoyaltyError(f"{name} must be a non-empty string of at most {max_length} characters.")
+    return value.strip()
+
+
+def amount_of(data: dict) -> Decimal:
+    raw = data.get("amount")
+    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+        raise LoyaltyError('amount must be a decimal string such as "128.50".')
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        raise LoyaltyError('amount must be a decimal string such as "128.50".') from None
+    if not value.is_finite() or value <= 0 or value >= Decimal("10000000000"):
+        raise LoyaltyError("amount must be positive and below 10,000,000,000.")
+    return value
+
+
+def moment(data: dict, name: str) -> datetime | None:
+    raw = data.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        raise LoyaltyError(f"{name} must be an ISO 8601 date-time with a zone.") from None
+    if value.tzinfo is None:
+        raise LoyaltyError(f"{name} must include a time zone, e.g. 2026-11-22T10:00:00+08:00.")
+    if value.astimezone(UTC) > utcnow():
+        raise LoyaltyError(f"{name} cannot be in the future.")
+    return value.astimezone(UTC)
+
+
+def customer_from(data: dict) -> int:
+    who = data.get("customer")
+    if not isinstance(who, dict):
+        raise LoyaltyError("customer must be an object with member_no, email or phone.")
+    for field in ("member_no", "email", "phone"):
+        value = who.get(field)
+        if isinstance(value, str) and value.strip() and len(value) <= 254:
+            found = find_customer_id(value)
+            if found is None:
+                raise UnknownCustomer("No customer matches.")
+            return found
+    raise LoyaltyError("customer must name a member_no, email or phone.")
+
+
+def customer_by_member_no(member_no: str) -> Customer:
+    customer = db.session.scalar(sa.select(Customer).where(Customer.member_no == member_no))
+    if customer is None:
+        raise UnknownCustomer("No customer with that member number.")
+    return customer
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def purchase_json(purchase: Purchase) -> dict:
+    return {
+        "order_ref": purchase.order_ref,
+        "source": purchase.source,
+        "member_no": purchase.customer.member_no,
+        "amount": str(purchase.amount),
+        "currency": purchase.currency,
+        "channel": purchase.channel,
+        "purchased_at": iso(purchase.purchased_at),
+        "points": purchase.points,
+        "status": purchase.status,
+    }
+
+
+def account_json(customer: Customer) -> dict:
+    account = db.session.get(LoyaltyAccount, customer.id)
+    return {
+        "member_no": customer.member_no,
+        "balance": account.balance if account else 0,
+        "tier": account.tier_code if account else "member",
+    }
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(openapi_document())
+
+
+@bp.get("/ping")
+@require(None)
+def ping():
+    return jsonify({"ok": True, "key": g.api_key.name})
+
+
+@bp.post("/purchases")
+@require("purchases:write")
+def post_purchase():
+    data = body()
+    channel = text(data, "channel", required=False, max_length=16) or "store"
+    if channel not in CHANNELS:
+        raise LoyaltyError(f"channel must be one of {', '.join(CHANNELS)}.")
+    spec = NewPurchase(
+        customer_id=customer_from(data),
+        source=g.api_key.source,
+        order_ref=text(data, "order_ref"),
+        amount=amount_of(data),
+        currency=text(data, "currency", max_length=3).upper(),
+        channel=channel,
+        purchased_at=moment(data, "purchased_at"),
+    )
+    result = record_purchase(spec, actor=f"api:{g.api_key.name}")
+    payload = {
+        "purchase": purchase_json(result.purchase),
+        "created": result.created,
+        "balance": result.balance,
+        "tier": result.tier,
+    }
+    return jsonify(payload), 201 if result.created else 200
+
+
+@bp.post("/purchases/<order_ref>/refund")
+@require("purchases:write")
+def refund(order_ref: str):
+    purchase = refund_purchase(g.api_key.source, order_ref, actor=f"api:{g.api_key.name}")
+    return jsonify({"purchase": purchase_json(purchase), **account_json(purchase.customer)})
+
+
+@bp.get("/customers/<member_no>/points")
+@require("points:read")
+def points(member_no: str):
+    customer = customer_by_member_no(member_no)
+    ledger = [
+        {
+            "kind": e.kind,
+            "points": e.points,
+            "balance_after": e.balance_after,
+            "reason": e.reason,
+            "reference": e.reference,
+            "at": iso(e.created_at),
+        }
+        for e in recent_ledger(customer.id)
+    ]
+    expiring = [
+        {"expires_at": iso(line.expires_at), "points": line.points} for line in expiring_points(customer.id)
+    ]
+    return jsonify({**account_json(customer), "expiring": expiring, "ledger": ledger})
+
+
+@bp.get("/rewards")
+@require("points:read")
+def rewards():
+    now = utcnow()
+    available = db.session.scalars(
+        sa.select(Reward)
+        .where(
+            Reward.active.is_(True),
+            sa.or_(Reward.starts_at.is_(None), Reward.starts_at <= now),
+            sa.or_(Reward.ends_at.is_(None), Reward.ends_at > now),
+        )
+        .order_by(Reward.points_cost)
+    )
+    return jsonify(
+        {
+            "rewards": [
+                {
+                    "id": r.id,
+                    "name_en": r.name_en,
+                    "name_zh": r.name_zh,
+                    "points_cost": r.points_cost,
+                    "stock": r.stock,
+                    "min_tier": r.min_tier,
+                }
+                for r in available
+            ]
+        }
+    )
+
+
+@bp.post("/redemptions")
+@require("redemptions:write")
+def post_redemption():
+    data = body()
+    customer = customer_by_member_no(text(data, "member_no"))
+    reward_id = data.get("reward_id")
+    if isinstance(reward_id, bool) or not isinstance(reward_id, int) or not 0 < reward_id < 2**31:
+        raise LoyaltyError("reward_id must be a positive integer.")
+    redemption = redeem(customer.id, reward_id, actor=f"api:{g.api_key.name}")
+    return jsonify(
+        {
+            "coupon_code": redemption.coupon_code,
+            "reward_id": reward_id,
+            "points": redemption.points,
+            **account_json(customer),
+        }
+    ), 201

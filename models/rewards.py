@@ -1,0 +1,197 @@
+"""The reward catalogue and redemptions: stock taken atomically, unique unguessable coupons."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask_babel import lazy_gettext as _l
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models import UTCDateTime, begin_write, db, utcnow
+from models.loyalty import (
+    LoyaltyAccount,
+    LoyaltyError,
+    Posting,
+    ensure_account,
+    expiry_for,
+    post_points,
+    tiers,
+)
+
+COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read out loud safely
+REDEMPTION_STATUSES = ("issued", "used", "cancelled")
+REDEMPTION_LABELS = {"issued": _l("Issued"), "used": _l("Used"), "cancelled": _l("Cancelled")}
+
+
+class OutOfStock(LoyaltyError):
+    code, status = "out_of_stock", 409
+
+
+class NotEligible(LoyaltyError):
+    code, status = "not_eligible", 422
+
+
+class Reward(db.Model):
+    """Something customers can redeem points for; optionally limited in stock, time or tier."""
+
+    __tablename__ = "reward"
+    __table_args__ = (
+        sa.CheckConstraint("points_cost > 0", name="points_cost"),
+        sa.CheckConstraint("stock IS NULL OR stock >= 0", name="stock_not_negative"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name_en: Mapped[str] = mapped_column(sa.String(100))
+    name_zh: Mapped[str] = mapped_column(sa.String(100))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    points_cost: Mapped[int]
+    stock: Mapped[int | None]  # None: unlimited
+    starts_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    min_tier: Mapped[str | None] = mapped_column(sa.String(32))
+    active: Mapped[bool] = mapped_column(default=True)
+
+    def __str__(self) -> str:
+        from flask_babel import get_locale
+
+        return self.name_zh if str(get_locale() or "en").startswith("zh") else self.name_en
+
+
+class Redemption(db.Model):
+    """Points exchanged for a reward, with the coupon code the customer shows."""
+
+    __tablename__ = "redemption"
+    __table_args__ = (sa.CheckConstraint("status IN ('issued', 'used', 'cancelled')", name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customer.id"), index=True)
+    reward_id: Mapped[int] = mapped_column(sa.ForeignKey("reward.id"), index=True)
+    points: Mapped[int]
+    coupon_code: Mapped[str] = mapped_column(sa.String(32), unique=True)
+    status: Mapped[str] = mapped_column(sa.String(16), default="issued")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    customer = relationship("Customer", lazy="joined")
+    reward = relationship(Reward, lazy="joined")
+
+    def __str__(self) -> str:
+        return self.coupon_code
+
+
+def new_coupon_code() -> str:
+    """16 characters from a 32-letter alphabet: 80 random bits, in groups of four."""
+    raw = "".join(secrets.choice(COUPON_ALPHABET) for _ in range(16))
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+
+
+def _check_eligible(reward: Reward, customer_id: int, now: datetime) -> None:
+    if (
+        not reward.active
+        or (reward.starts_at and now < reward.starts_at)
+        or (reward.ends_at and now >= reward.ends_at)
+    ):
+        raise NotEligible(str(_l("This reward is not available now.")))
+    if reward.min_tier:
+        order = [tier.code for tier in tiers()]
+        account = db.session.get(LoyaltyAccount, customer_id)
+        have = order.index(account.tier_code) if account and account.tier_code in order else 0
+        need = order.index(reward.min_tier) if reward.min_tier in order else len(order)
+        if have < need:
+            raise NotEligible(str(_l("This reward is for higher tiers only.")))
+
+
+def redeem(
+    customer_id: int, reward_id: int, actor: str = "system", now: datetime | None = None
+) -> Redemption:
+    """Exchange points for a reward: stock and points taken atomically, one transaction, committed.
+
+    Raises NotEligible, OutOfStock or InsufficientPoints and changes nothing.
+    """
+    now = now or utcnow()
+    begin_write()
+    try:
+        reward = db.session.get(Reward, reward_id)
+        if reward is None:
+            raise NotEligible(str(_l("No such reward.")))
+        ensure_account(customer_id)
+        _check_eligible(reward, customer_id, now)
+        table = Reward.__table__
+        taken = db.session.execute(
+            sa.update(table)
+            .where(table.c.id == reward_id, sa.or_(table.c.stock.is_(None), table.c.stock > 0))
+            .values(stock=sa.case((table.c.stock.is_(None), None), else_=table.c.stock - 1))
+            .returning(table.c.id)
+        ).first()
+        if taken is None:
+            raise OutOfStock(str(_l("This reward is out of stock.")))
+        redemption = Redemption(
+            customer_id=customer_id,
+            reward_id=reward_id,
+            points=reward.points_cost,
+            coupon_code=new_coupon_code(),
+            status="issued",
+            created_at=now,
+        )
+        db.session.add(redemption)
+        db.session.flush()
+        post_points(
+            Posting(
+                customer_id,
+                "redeem",
+                -reward.points_cost,
+                reason=f"reward {reward_id}",
+                actor=actor,
+                reference=redemption.coupon_code,
+                redemption_id=redemption.id,
+            ),
+            now,
+        )
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    db.session.expire(reward)
+    return redemption
+
+
+def mark_used(redemption: Redemption, now: datetime | None = None) -> None:
+    """The coupon was used at the till (the caller commits)."""
+    if redemption.status != "issued":
+        raise LoyaltyError(str(_l("Only an issued coupon can be used.")))
+    redemption.status, redemption.used_at = "used", now or utcnow()
+
+
+def cancel_redemption(redemption_id: int, actor: str = "system", now: datetime | None = None) -> Redemption:
+    """Cancel an issued coupon: the points come back and the stock too. Committed."""
+    now = now or utcnow()
+    begin_write()
+    redemption = db.session.get(Redemption, redemption_id)
+    if redemption is None or redemption.status != "issued":
+        db.session.rollback()
+        raise LoyaltyError(str(_l("Only an issued coupon can be cancelled.")))
+    redemption.status, redemption.cancelled_at = "cancelled", now
+    post_points(
+        Posting(
+            redemption.customer_id,
+            "reverse",
+            redemption.points,
+            reason="coupon cancelled",
+            actor=actor,
+            reference=redemption.coupon_code,
+            redemption_id=redemption.id,
+            expires_at=expiry_for(now),
+        ),
+        now,
+    )
+    table = Reward.__table__
+    db.session.execute(
+        sa.update(table)
+        .where(table.c.id == redemption.reward_id, table.c.stock.is_not(None))
+        .values(stock=table.c.stock + 1)
+    )
+    db.session.commit()
+    return redemption
