@@ -169,6 +169,70 @@ def escalate_sla_command() -> None:
     click.echo(f"{len(escalated)} tickets escalated.")
 
 
+@click.command("create-api-key")
+@click.argument("name")
+@click.option("--source", required=True, help="Short name of the integration (orders are unique per source).")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(["purchases:write", "points:read", "redemptions:write"]),
+)
+@with_appcontext
+def create_api_key_command(name: str, source: str, scopes: tuple[str, ...]) -> None:
+    """Create an API key for an integration; the key is printed once."""
+    from models.api_key import create_api_key
+
+    try:
+        _key, text = create_api_key(name, source, list(scopes))
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    db.session.commit()
+    click.echo(text)
+
+
+@click.command("recompute-tiers")
+@with_appcontext
+def recompute_tiers_command() -> None:
+    """Put every member in the tier their rolling 12-month spend earns."""
+    from models.loyalty import recompute_tiers
+
+    click.echo(f"{recompute_tiers()} members changed tier.")
+
+
+@click.command("expire-points")
+@with_appcontext
+def expire_points_command() -> None:
+    """Expire points older than POINTS_EXPIRE_MONTHS, oldest first, as ledger entries."""
+    from models.loyalty import expire_points
+
+    expired = expire_points()
+    click.echo(f"{sum(expired.values())} points expired for {len(expired)} members.")
+
+
+@click.command("import-purchases")
+@click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--source", default="csv", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Check every row and report; write nothing.")
+@with_appcontext
+def import_purchases_command(csv_file, source: str, dry_run: bool) -> None:
+    """Import purchases from CSV (order_ref, customer, amount[, currency, channel, purchased_at])."""
+    from models.purchase_import import import_purchases
+
+    report = import_purchases(
+        csv_file.read(), source, current_app.config["LOYALTY_CURRENCY"], dry_run, actor="cli"
+    )
+    for problem in report.errors:
+        click.echo(f"line {problem.line}: {problem.message}", err=True)
+    if not report.ok:
+        raise click.ClickException(f"{len(report.errors)} problems; nothing was imported.")
+    verb = "would be imported" if dry_run else "imported"
+    click.echo(
+        f"{report.rows} rows checked; {report.recorded} {verb}; {report.skipped_existing} already there."
+    )
+
+
 commands = [
     create_user_command,
     bootstrap_command,
@@ -177,4 +241,8 @@ commands = [
     retire_key_command,
     key_status_command,
     escalate_sla_command,
+    create_api_key_command,
+    recompute_tiers_command,
+    expire_points_command,
+    import_purchases_command,
 ]

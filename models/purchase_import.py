@@ -1,0 +1,122 @@
+"""CSV import of purchases: every row checked first, then all recorded in one transaction or none."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy.exc import IntegrityError
+
+from models import begin_write, db, utcnow
+from models.customer import find_customer_id
+from models.loyalty import LoyaltyError, NewPurchase, _existing, _record_new, validate_purchase
+
+REQUIRED = ("order_ref", "customer", "amount")
+COLUMNS = ("order_ref", "customer", "amount", "currency", "channel", "purchased_at")
+MAX_ROWS = 50_000
+
+
+@dataclass
+class RowError:
+    line: int
+    message: str
+
+
+@dataclass
+class ImportReport:
+    rows: int = 0
+    recorded: int = 0
+    skipped_existing: int = 0
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _parse_row(row: dict, line: int, source: str, currency: str) -> NewPurchase:
+    missing = [name for name in REQUIRED if not (row.get(name) or "").strip()]
+    if missing:
+        raise LoyaltyError(f"missing {', '.join(missing)}")
+    customer_id = find_customer_id(row["customer"])
+    if customer_id is None:
+        raise LoyaltyError(f"no customer matches {row['customer'].strip()!r}")
+    try:
+        amount = Decimal(row["amount"].strip())
+    except InvalidOperation:
+        raise LoyaltyError(f"amount {row['amount']!r} is not a number") from None
+    when = None
+    if (row.get("purchased_at") or "").strip():
+        try:
+            when = datetime.fromisoformat(row["purchased_at"].strip())
+        except ValueError:
+            raise LoyaltyError(f"purchased_at {row['purchased_at']!r} is not an ISO date-time") from None
+        when = (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+    spec = NewPurchase(
+        customer_id,
+        source,
+        row["order_ref"].strip(),
+        amount,
+        (row.get("currency") or currency).strip().upper(),
+        (row.get("channel") or "store").strip(),
+        when,
+    )
+    validate_purchase(spec)
+    return spec
+
+
+def check_rows(text: str, source: str, currency: str) -> tuple[list[NewPurchase], ImportReport]:
+    """Parse and check every row; nothing is written."""
+    report, specs, seen = ImportReport(), [], set()
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    unknown = set(reader.fieldnames or ()) - set(COLUMNS)
+    if not reader.fieldnames or set(REQUIRED) - set(reader.fieldnames):
+        report.errors.append(RowError(1, f"the header must name {', '.join(REQUIRED)}"))
+        return specs, report
+    if unknown:
+        report.errors.append(RowError(1, f"unknown columns: {', '.join(sorted(unknown))}"))
+    for line, row in enumerate(reader, start=2):
+        report.rows += 1
+        if report.rows > MAX_ROWS:
+            report.errors.append(RowError(line, f"at most {MAX_ROWS} rows per file"))
+            break
+        try:
+            spec = _parse_row(row, line, source, currency)
+        except LoyaltyError as exc:
+            report.errors.append(RowError(line, str(exc)))
+            continue
+        if spec.order_ref in seen:
+            report.errors.append(RowError(line, f"order {spec.order_ref} appears twice in the file"))
+            continue
+        seen.add(spec.order_ref)
+        specs.append(spec)
+    return specs, report
+
+
+def import_purchases(text: str, source: str, currency: str, dry_run: bool, actor: str) -> ImportReport:
+    """Check every row; unless dry_run and only if no row has an error, record them all at once."""
+    specs, report = check_rows(text, source, currency)
+    if not report.ok:
+        return report
+    if dry_run:
+        fresh = sum(1 for spec in specs if _existing(spec.source, spec.order_ref) is None)
+        report.recorded, report.skipped_existing = fresh, len(specs) - fresh
+        return report
+    now = utcnow()
+    begin_write()
+    try:
+        for spec in specs:
+            if _existing(spec.source, spec.order_ref) is not None:
+                report.skipped_existing += 1  # imported before: idempotent by order reference
+                continue
+            _record_new(spec, actor, now)
+            report.recorded += 1
+        db.session.commit()
+    except (IntegrityError, LoyaltyError) as exc:
+        db.session.rollback()
+        report.recorded = 0
+        report.errors.append(RowError(0, f"nothing was imported: {exc}"))
+    return report
