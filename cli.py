@@ -50,8 +50,9 @@ def generated_password() -> str:
 @click.command("bootstrap")
 @click.option("--customers", default=300, show_default=True, help="Demo customers on first run.")
 @click.option("--tickets", default=60, show_default=True, help="Demo tickets on first run.")
+@click.option("--buyers", default=120, show_default=True, help="Demo customers with purchases and points.")
 @with_appcontext
-def bootstrap_command(customers: int, tickets: int) -> None:
+def bootstrap_command(customers: int, tickets: int, buyers: int) -> None:
     """First run only: create an admin (password printed once) and demo data."""
     if db.session.scalar(sa.select(sa.func.count(StaffUser.id))):
         click.echo("Patron is set up already; sign in with your account.")
@@ -59,7 +60,7 @@ def bootstrap_command(customers: int, tickets: int) -> None:
     password = generated_password()
     create_staff_user("admin@patron.local", password, Role.ADMIN, display_name="Admin")
     db.session.commit()
-    staff = _seed_with_progress(customers, tickets)
+    staff = _seed_with_progress(customers, tickets, buyers)
     click.echo("")
     click.echo("=" * 64)
     click.echo("  Patron is ready at http://127.0.0.1:5000")
@@ -71,20 +72,27 @@ def bootstrap_command(customers: int, tickets: int) -> None:
     click.echo("=" * 64)
 
 
-def _seed_with_progress(customers: int, tickets: int = 0) -> list[tuple[str, str, str]]:
+def _seed_with_progress(customers: int, tickets: int = 0, buyers: int = 0) -> list[tuple[str, str, str]]:
     from models.demo import seed_demo
 
     with click.progressbar(length=customers, label="Demo customers") as bar:
-        return seed_demo(customers, progress=bar.update, tickets=tickets)
+        return seed_demo(customers, progress=bar.update, tickets=tickets, purchases=buyers)
 
 
 @click.command("seed-demo")
 @click.option("--customers", default=300, show_default=True, type=click.IntRange(0, 10_000_000))
 @click.option("--tickets", default=0, show_default=True, type=click.IntRange(0, 1_000_000))
+@click.option(
+    "--buyers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 1_000_000),
+    help="Customers given a year of purchases, points, refunds and redemptions.",
+)
 @with_appcontext
-def seed_demo_command(customers: int, tickets: int) -> None:
-    """Add realistic demo data (zh_CN and en customers and tickets, demo staff on first call)."""
-    staff = _seed_with_progress(customers, tickets)
+def seed_demo_command(customers: int, tickets: int, buyers: int) -> None:
+    """Add realistic demo data: customers, tickets and loyalty activity in zh_CN and en."""
+    staff = _seed_with_progress(customers, tickets, buyers)
     for email, role, password in staff:
         click.echo(f"Demo {role}: {email} / {password}")
     click.echo(f"Added {customers} customers and {tickets} tickets.")

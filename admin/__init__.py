@@ -11,12 +11,26 @@ from admin.account import AccountView
 from admin.audit import AuditEventView
 from admin.customers import CustomerView
 from admin.dashboard import DashboardView
+from admin.loyalty import (
+    ApiKeyView,
+    EarningRuleView,
+    LedgerView,
+    PromotionView,
+    PurchaseImportView,
+    PurchaseView,
+    RedemptionView,
+    RewardView,
+    TierView,
+)
 from admin.sla import BusinessCalendarView, HolidayView, SlaPolicyView, TicketCategoryView
 from admin.staff import StaffUserView
 from admin.tickets import DueSoonTicketView, MyTicketView, OverdueTicketView, TicketView, UnassignedTicketView
 from models import db
+from models.api_key import ApiKey
 from models.audit import AuditEvent
 from models.customer import Customer
+from models.loyalty import EarningRule, PointsEntry, Promotion, Purchase, Tier
+from models.rewards import Redemption, Reward
 from models.sla_policy import BusinessCalendar, Holiday, SlaPolicy
 from models.ticket import Ticket, TicketCategory
 from models.user import StaffUser
@@ -40,12 +54,32 @@ def init_admin(app: Flask) -> Admin:
         (OverdueTicketView, _l("Overdue"), "tickets_overdue"),
     ]:
         admin.add_view(view(Ticket, db, name=name, endpoint=endpoint, category=tickets))
+    loyalty = _l("Loyalty")
+    for view, model, name, endpoint in [
+        (PurchaseView, Purchase, _l("Purchases"), "purchases"),
+        (LedgerView, PointsEntry, _l("Points ledger"), "ledger"),
+        (RewardView, Reward, _l("Rewards"), "rewards"),
+        (RedemptionView, Redemption, _l("Redemptions"), "redemptions"),
+        (PromotionView, Promotion, _l("Promotions"), "promotions"),
+    ]:
+        admin.add_view(view(model, db, name=name, endpoint=endpoint, category=loyalty))
+    admin.add_view(
+        PurchaseImportView(
+            name=_l("Import purchases"),
+            endpoint="purchase_import",
+            url="/admin/purchase_import",
+            category=loyalty,
+        )
+    )
     settings = _l("Settings")
     for view, model, name, endpoint in [
         (TicketCategoryView, TicketCategory, _l("Ticket categories"), "ticket_categories"),
         (SlaPolicyView, SlaPolicy, _l("SLA policies"), "sla_policies"),
         (BusinessCalendarView, BusinessCalendar, _l("Business hours"), "business_hours"),
         (HolidayView, Holiday, _l("Holidays"), "holidays"),
+        (TierView, Tier, _l("Tiers"), "tiers"),
+        (EarningRuleView, EarningRule, _l("Earning rule"), "earning_rule"),
+        (ApiKeyView, ApiKey, _l("API keys"), "api_keys"),
     ]:
         admin.add_view(view(model, db, name=name, endpoint=endpoint, category=settings))
     admin.add_view(StaffUserView(StaffUser, db, name=_l("Staff"), endpoint="staff", category=settings))

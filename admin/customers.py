@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+from flask import flash, redirect, url_for
+from flask_admin import expose
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from wtforms import DateField, SelectField, StringField, TextAreaField
-from wtforms.validators import Length, Optional
+from flask_login import current_user
+from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from admin.base import StaffModelView, can_view_pii
 from admin.fields import TAGS_HELP, choices, valid_email, valid_phone
@@ -18,11 +23,28 @@ from models.customer import (
     Customer,
     contact_filter,
 )
+from models.loyalty import (
+    ENTRY_LABELS,
+    LoyaltyAccount,
+    LoyaltyError,
+    Tier,
+    adjust_points,
+    expiring_points,
+    recent_ledger,
+)
+from security import CheckedForm
 
 
 def personal_value(view, context, model: Customer, name: str):
     """Formatter: a personal field, masked for staff without PII rights."""
     return model.display(name, can_view_pii()) or ""
+
+
+class AdjustPointsForm(CheckedForm):
+    points = IntegerField(
+        _l("Points (+ or −)"), validators=[DataRequired(), NumberRange(-1_000_000, 1_000_000)]
+    )
+    reason = StringField(_l("Reason"), validators=[DataRequired(), Length(max=300)])
 
 
 def gender_label(view, context, model: Customer, name: str):
@@ -55,6 +77,7 @@ class CustomerView(StaffModelView):
         "delete_view": "customer.erase",
         "action_view": "customer.erase",
         "export": "customer.export",
+        "adjust_points": "loyalty.manage",
     }
     audit_type = "customer"
     column_list = [
@@ -109,6 +132,7 @@ class CustomerView(StaffModelView):
     column_searchable_list = ["member_no", "city", "tags"]
     column_filters = ["city", "gender", "language", "source_channel", "tags", "created_at"]
     can_view_details = True
+    details_template = "admin/customer_details.html"
     simple_list_pager = False
 
     form_columns = [
@@ -169,8 +193,43 @@ class CustomerView(StaffModelView):
             count_query = count_query.filter(match)
         return query, count_query, joins, count_joins
 
+    @expose("/adjust/<int:customer_id>", methods=("POST",))
+    def adjust_points(self, customer_id: int):
+        """A manual points adjustment by a manager: reason required, audited."""
+        form = AdjustPointsForm()
+        if form.validate_on_submit():
+            try:
+                adjust_points(customer_id, form.points.data, form.reason.data, current_user.email)
+                record_event(
+                    "points.adjust", "customer", customer_id, ["points"], detail=form.reason.data[:200]
+                )
+                db.session.commit()
+                flash(_("Points adjusted."), "success")
+            except LoyaltyError as exc:
+                db.session.rollback()
+                flash(str(exc), "error")
+        else:
+            flash(_("Give a whole number of points other than 0 and a reason."), "error")
+        return redirect(url_for(".details_view", id=customer_id))
+
+    def loyalty_panel(self, customer: Customer) -> dict:
+        account = db.session.get(LoyaltyAccount, customer.id)
+        tier = db.session.scalar(
+            sa.select(Tier).where(Tier.code == (account.tier_code if account else "member"))
+        )
+        return {
+            "balance": account.balance if account else 0,
+            "tier": str(tier) if tier else "—",
+            "expiring": expiring_points(customer.id),
+            "ledger": recent_ledger(customer.id, 15),
+            "kinds": ENTRY_LABELS,
+            "adjust_form": AdjustPointsForm() if current_user.can("loyalty.manage") else None,
+        }
+
     def render(self, template, **kwargs):
         """Every page that shows a customer's unmasked details leaves an audit event."""
+        if template == self.details_template and kwargs.get("model") is not None:
+            kwargs["loyalty"] = self.loyalty_panel(kwargs["model"])
         # Render first: the audit commit expires every loaded customer, and rendering after
         # it would fetch and decrypt each row again.
         html = super().render(template, **kwargs)

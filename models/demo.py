@@ -226,12 +226,78 @@ def _play_demo_ticket(ticket, rng, agents, opened, reply, now) -> None:
             transition(ticket, "closed", agent, min(step + timedelta(days=2), now))
 
 
+DEMO_REWARDS = [
+    # English, Chinese, points, stock (None: unlimited), minimum tier
+    ("Coffee voucher", "咖啡兑换券", 300, None, None),
+    ("Canvas tote bag", "帆布托特包", 800, 50, None),
+    ("¥50 off your next order", "下单立减 50 元", 1500, None, None),
+    ("Members' evening: autumn collection", "会员之夜：秋季新品预览", 2500, 30, "gold"),
+    ("Free alterations for a year", "一年免费修改服务", 6000, 10, "platinum"),
+]
+
+
+def seed_demo_rewards() -> list[int]:
+    """The demo reward catalogue, once; returns the reward ids."""
+    from models.rewards import Reward
+
+    if db.session.scalar(sa.select(sa.func.count(Reward.id))):
+        return list(db.session.scalars(sa.select(Reward.id)))
+    for name_en, name_zh, cost, stock, tier in DEMO_REWARDS:
+        db.session.add(Reward(name_en=name_en, name_zh=name_zh, points_cost=cost, stock=stock, min_tier=tier))
+    db.session.commit()
+    return list(db.session.scalars(sa.select(Reward.id)))
+
+
+def seed_demo_purchases(rng: random.Random, customers: int = 120) -> None:
+    """A year of purchases for some customers, a few refunds and redemptions (each committed)."""
+    from decimal import Decimal
+
+    from models.loyalty import (
+        InsufficientPoints,
+        LoyaltyError,
+        NewPurchase,
+        recompute_tiers,
+        record_purchase,
+        refund_purchase,
+    )
+    from models.rewards import OutOfStock, redeem
+
+    reward_ids = seed_demo_rewards()
+    ids = list(db.session.scalars(sa.select(Customer.id).order_by(Customer.id).limit(customers)))
+    now = utcnow()
+    for customer_id in ids:
+        for n in range(rng.choice([1, 2, 3, 5, 8, 12])):
+            when = now - timedelta(days=rng.randrange(1, 360), minutes=rng.randrange(1440))
+            amount = (
+                Decimal(rng.choice([39, 88, 129, 268, 499, 899, 1599])) + Decimal(rng.randrange(100)) / 100
+            )
+            spec = NewPurchase(
+                customer_id,
+                "pos",
+                f"D{customer_id:05d}-{n:02d}",
+                amount,
+                "CNY",
+                rng.choice(["store", "online"]),
+                when,
+            )
+            record_purchase(spec, actor="demo", now=when)
+        if rng.random() < 0.08:
+            refund_purchase("pos", f"D{customer_id:05d}-00", actor="demo")
+        if rng.random() < 0.4:
+            try:
+                redeem(customer_id, rng.choice(reward_ids), actor="demo")
+            except (InsufficientPoints, OutOfStock, LoyaltyError):
+                db.session.rollback()
+    recompute_tiers(now)  # purchases were posted out of time order
+
+
 def seed_demo(
     customers: int,
     progress: Callable[[int], None] | None = None,
     batch_size: int = 1000,
     seed: int | None = None,
     tickets: int = 0,
+    purchases: int = 0,
 ) -> list[tuple[str, str, str]]:
     """Add demo staff (first time), customers (batch by batch) and tickets."""
     staff = seed_demo_staff()
@@ -251,4 +317,6 @@ def seed_demo(
     if tickets:
         seed_demo_tickets(tickets, rng)
         db.session.commit()
+    if purchases:
+        seed_demo_purchases(rng, purchases)
     return staff

@@ -61,6 +61,10 @@ RIGHTS: dict[str, frozenset[Role]] = {
     "ticket.view": ALL_ROLES,
     "ticket.work": frozenset({Role.ADMIN, Role.MANAGER, Role.AGENT}),
     "ticket.configure": frozenset({Role.ADMIN}),
+    "loyalty.view": ALL_ROLES,
+    "loyalty.purchase": frozenset({Role.ADMIN, Role.MANAGER, Role.AGENT}),
+    "loyalty.manage": frozenset({Role.ADMIN, Role.MANAGER}),
+    "loyalty.configure": frozenset({Role.ADMIN}),
     "staff.manage": frozenset({Role.ADMIN}),
     "audit.view": frozenset({Role.ADMIN}),
 }
