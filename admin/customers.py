@@ -8,7 +8,7 @@ from flask_admin import expose
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField
+from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from admin.base import StaffModelView, can_view_pii
@@ -30,6 +30,7 @@ from models.loyalty import (
     Tier,
     adjust_points,
     expiring_points,
+    has_loyalty_history,
     recent_ledger,
 )
 from security import CheckedForm
@@ -192,6 +193,13 @@ class CustomerView(StaffModelView):
         if count_query is not None:
             count_query = count_query.filter(match)
         return query, count_query, joins, count_joins
+
+    def on_model_delete(self, model: Customer) -> None:
+        if has_loyalty_history(model.id):
+            raise ValidationError(
+                _("Purchases and points history must be kept; this customer cannot be deleted.")
+            )
+        super().on_model_delete(model)
 
     @expose("/adjust/<int:customer_id>", methods=("POST",))
     def adjust_points(self, customer_id: int):

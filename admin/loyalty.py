@@ -74,7 +74,7 @@ class PurchaseView(StaffModelView):
     ]
     column_labels = {
         "purchased_at": _l("Time"),
-        "order_ref": _l("Order"),
+        "order_ref": _l("Order no."),
         "source": _l("Source"),
         "customer": _l("Customer"),
         "amount": _l("Amount"),
@@ -95,7 +95,7 @@ class PurchaseView(StaffModelView):
             validators=[DataRequired(), valid_customer],
             description=_l("Exact email, phone or member number."),
         ),
-        "order_ref": StringField(_l("Order"), validators=[DataRequired(), Length(max=64)]),
+        "order_ref": StringField(_l("Order no."), validators=[DataRequired(), Length(max=64)]),
         "amount": DecimalField(
             _l("Amount"), places=2, validators=[InputRequired(), NumberRange(min=Decimal("0.01"))]
         ),
@@ -178,7 +178,7 @@ class LedgerView(StaffModelView):
         "points": _l("Points"),
         "balance_after": _l("Balance after"),
         "reason": _l("Reason"),
-        "reference": _l("Reference"),
+        "reference": _l("Linked to"),
         "actor": _l("By"),
         "expires_at": _l("Expires"),
     }
@@ -343,7 +343,7 @@ class PromotionView(StaffModelView):
     audit_type = "promotion"
     column_list = ["name", "multiplier", "starts_at", "ends_at", "active"]
     column_labels = {
-        "name": _l("Name"),
+        "name": _l("Promotion"),
         "multiplier": _l("Multiplier"),
         "starts_at": _l("From"),
         "ends_at": _l("Until"),
@@ -362,7 +362,7 @@ class PromotionView(StaffModelView):
 
 
 class ApiKeyForm(CheckedForm):
-    name = StringField(_l("Name"), validators=[DataRequired(), Length(max=100)])
+    name = StringField(_l("Integration"), validators=[DataRequired(), Length(max=100)])
     source = StringField(
         _l("Source"),
         validators=[DataRequired(), Length(max=32)],
@@ -377,7 +377,7 @@ class ApiKeyView(StaffModelView):
     can_create = can_edit = can_delete = False
     column_list = ["name", "source", "lookup", "scopes", "created_at", "revoked_at"]
     column_labels = {
-        "name": _l("Name"),
+        "name": _l("Integration"),
         "source": _l("Source"),
         "lookup": _l("Key starts with"),
         "scopes": _l("Scopes"),

@@ -289,6 +289,14 @@ def post_points(posting: Posting, now: datetime | None = None) -> PointsEntry:
     return entry
 
 
+def has_loyalty_history(customer_id: int) -> bool:
+    """Whether the customer has purchases or ledger entries (financial records to keep)."""
+    return bool(
+        db.session.scalar(sa.select(PointsEntry.id).where(PointsEntry.customer_id == customer_id).limit(1))
+        or db.session.scalar(sa.select(Purchase.id).where(Purchase.customer_id == customer_id).limit(1))
+    )
+
+
 def balance_of(customer_id: int) -> int:
     """The customer's current balance (0 without an account)."""
     return (

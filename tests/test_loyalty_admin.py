@@ -116,3 +116,13 @@ def test_an_issued_api_key_is_shown_once_and_stored_hashed(client, auth):
     assert find_api_key(text).id == key.id
     assert text.split("_")[-1] not in key.secret_hash
     assert text not in client.get("/admin/api_keys/").text
+
+
+def test_a_customer_with_points_history_is_not_deleted(client, auth):
+    customer = make_customer()
+    record_purchase(NewPurchase(customer.id, "pos", "A-1", Decimal("10"), "CNY"))
+    auth.login("manager")
+    page = client.get("/admin/customers/")
+    client.post("/admin/customers/delete/", data={"id": customer.id, "csrf_token": csrf_token(page.text)})
+    assert "must be kept" in client.get("/admin/customers/").text
+    assert balance_of(customer.id) == 10
