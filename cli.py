@@ -61,6 +61,10 @@ def bootstrap_command(customers: int, tickets: int, buyers: int) -> None:
     create_staff_user("admin@patron.local", password, Role.ADMIN, display_name="Admin")
     db.session.commit()
     staff = _seed_with_progress(customers, tickets, buyers)
+    from models.api_key import SCOPES, create_api_key
+
+    _key, api_key = create_api_key("Demo POS", "demo-pos", list(SCOPES))
+    db.session.commit()
     click.echo("")
     click.echo("=" * 64)
     click.echo("  Patron is ready at http://127.0.0.1:5000")
@@ -68,7 +72,9 @@ def bootstrap_command(customers: int, tickets: int, buyers: int) -> None:
     click.echo(f"  Password:       {password}")
     for email, role, staff_password in staff:
         click.echo(f"  Demo {role:<8}  {email}  {staff_password}")
-    click.echo("  These passwords are shown only now; store them safely.")
+    click.echo(f"  Demo API key:   {api_key}")
+    click.echo("  (API: http://127.0.0.1:5000/api/v1/openapi.json)")
+    click.echo("  These passwords and the key are shown only now; store them safely.")
     click.echo("=" * 64)
 
 

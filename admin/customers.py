@@ -28,6 +28,7 @@ from models.loyalty import (
     LoyaltyAccount,
     LoyaltyError,
     Tier,
+    TierChange,
     adjust_points,
     expiring_points,
     has_loyalty_history,
@@ -231,6 +232,11 @@ class CustomerView(StaffModelView):
             "expiring": expiring_points(customer.id),
             "ledger": recent_ledger(customer.id, 15),
             "kinds": ENTRY_LABELS,
+            "tier_changes": db.session.scalars(
+                sa.select(TierChange)
+                .where(TierChange.customer_id == customer.id)
+                .order_by(TierChange.id.desc())
+            ).all(),
             "adjust_form": AdjustPointsForm() if current_user.can("loyalty.manage") else None,
         }
 

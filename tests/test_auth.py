@@ -187,7 +187,7 @@ def test_create_user_refuses_a_weak_password(runner, app):
 def test_bootstrap_creates_an_admin_once_and_prints_its_password(runner, app):
     result = runner.invoke(args=["bootstrap", "--customers", "5"])
     assert result.exit_code == 0, result.output
-    assert "admin@patron.local" in result.output
+    assert "admin@patron.local" in result.output and "Demo API key:   ptr_" in result.output
     password = result.output.split("Password:")[1].split()[0]
     admin = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "admin@patron.local"))
     assert admin.check_password(password)
