@@ -25,6 +25,7 @@ from models.customer import (
 )
 from models.loyalty import (
     ENTRY_LABELS,
+    REASON_LABELS,
     LoyaltyAccount,
     LoyaltyError,
     Tier,
@@ -33,6 +34,7 @@ from models.loyalty import (
     expiring_points,
     has_loyalty_history,
     recent_ledger,
+    tiers,
 )
 from security import CheckedForm
 
@@ -232,6 +234,8 @@ class CustomerView(StaffModelView):
             "expiring": expiring_points(customer.id),
             "ledger": recent_ledger(customer.id, 15),
             "kinds": ENTRY_LABELS,
+            "reasons": REASON_LABELS,
+            "tier_names": {t.code: str(t) for t in tiers()},
             "tier_changes": db.session.scalars(
                 sa.select(TierChange)
                 .where(TierChange.customer_id == customer.id)

@@ -266,8 +266,11 @@ def seed_demo_purchases(rng: random.Random, customers: int = 120) -> None:
     ids = list(db.session.scalars(sa.select(Customer.id).order_by(Customer.id).limit(customers)))
     now = utcnow()
     for customer_id in ids:
-        for n in range(rng.choice([1, 2, 3, 5, 8, 12])):
-            when = now - timedelta(days=rng.randrange(1, 360), minutes=rng.randrange(1440))
+        times = sorted(
+            now - timedelta(days=rng.randrange(1, 360), minutes=rng.randrange(1440))
+            for _ in range(rng.choice([1, 2, 3, 5, 8, 12]))
+        )
+        for n, when in enumerate(times):
             amount = (
                 Decimal(rng.choice([39, 88, 129, 268, 499, 899, 1599])) + Decimal(rng.randrange(100)) / 100
             )

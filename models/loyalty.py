@@ -28,6 +28,13 @@ ENTRY_LABELS = {
     "expire": _l("Expired"),
     "reverse": _l("Reversed"),
 }
+# Reasons the system writes on its own, shown in the reader's language (free text stays as typed).
+REASON_LABELS = {
+    "purchase": _l("Purchase"),
+    "refund": _l("Refund"),
+    "points expired": _l("Points expired"),
+    "coupon cancelled": _l("Coupon cancelled"),
+}
 ROUNDING = {"down": ROUND_DOWN, "nearest": ROUND_HALF_UP, "up": ROUND_UP}
 MONEY = Decimal("0.01")
 
