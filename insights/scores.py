@@ -43,7 +43,9 @@ def nps(answers: Iterable[int]) -> NpsResult:
     detractors = sum(v <= 6 for v in values)
     passives = total - promoters - detractors
     score = round(100 * (promoters - detractors) / total, 1)
-    return NpsResult(total, _share(promoters, total), _share(passives, total), _share(detractors, total), score)
+    return NpsResult(
+        total, _share(promoters, total), _share(passives, total), _share(detractors, total), score
+    )
 
 
 def csat(answers: Iterable[int]) -> CsatResult:
