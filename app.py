@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 
-from flask import Flask, jsonify, redirect, render_template, request, url_for
+from flask import Flask, jsonify, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from werkzeug.exceptions import HTTPException
 
 import config
 from extensions import babel, limiter, login_manager, migrate, select_locale, select_timezone
@@ -129,8 +130,15 @@ def register_errorhandlers(app: Flask) -> None:
         if request.path.startswith("/api/"):
             # API clients always get JSON, whatever went wrong.
             name = getattr(exc, "name", "error").lower().replace(" ", "_")
-            return jsonify({"error": {"code": name, "message": getattr(exc, "description", str(exc))}}), code
-        return render_template("error.html", code=code, message=messages.get(code, messages[500])()), code
+            response = jsonify({"error": {"code": name, "message": getattr(exc, "description", str(exc))}})
+        else:
+            response = make_response(
+                render_template("error.html", code=code, message=messages.get(code, messages[500])())
+            )
+        # Keep the exception's own headers (Allow on a 405, Retry-After on a 429).
+        if isinstance(exc, HTTPException):
+            response.headers.extend((k, v) for k, v in exc.get_headers() if k.lower() != "content-type")
+        return response, code
 
     for code in [*messages, 405, 413, 415, 500]:
         app.register_error_handler(code, handler)

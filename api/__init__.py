@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from functools import wraps
 
 import sqlalchemy as sa
 from flask import Blueprint, g, jsonify, request
+from werkzeug.exceptions import NotFound
 
 from api.openapi import openapi_document
 from models import db, utcnow
@@ -27,7 +29,17 @@ from models.loyalty import (
 from models.rewards import Reward, redeem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@bp.url_value_preprocessor
+def _no_nul_in_paths(_endpoint, values):
+    """PostgreSQL cannot compare text holding NUL: such a path names nothing."""
+    if values and any("\x00" in str(v) for v in values.values()):
+        raise NotFound()
+
+
 CHANNELS = ("store", "online", "app", "phone", "other")
+AMOUNT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,2})?")
 
 
 class BadRequest(LoyaltyError):
@@ -77,21 +89,18 @@ def text(data: dict, name: str, required: bool = True, max_length: int = 64) -> 
     value = data.get(name)
     if value is None and not required:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > max_length:
+    if not isinstance(value, str) or not value.strip() or len(value) > max_length or "\x00" in value:
         raise LoyaltyError(f"{name} must be a non-empty string of at most {max_length} characters.")
     return value.strip()
 
 
 def amount_of(data: dict) -> Decimal:
     raw = data.get("amount")
-    if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
-        raise LoyaltyError('amount must be a decimal string such as "128.50".')
-    try:
-        value = Decimal(str(raw))
-    except InvalidOperation:
-        raise LoyaltyError('amount must be a decimal string such as "128.50".') from None
-    if not value.is_finite() or value <= 0 or value >= Decimal("10000000000"):
-        raise LoyaltyError("amount must be positive and below 10,000,000,000.")
+    if not isinstance(raw, str) or not AMOUNT.fullmatch(raw):
+        raise LoyaltyError('amount must be a decimal string such as "128.50" (at most two decimals).')
+    value = Decimal(raw)
+    if value <= 0:
+        raise LoyaltyError("amount must be positive.")
     return value
 
 
@@ -105,9 +114,13 @@ def moment(data: dict, name: str) -> datetime | None:
         raise LoyaltyError(f"{name} must be an ISO 8601 date-time with a zone.") from None
     if value.tzinfo is None:
         raise LoyaltyError(f"{name} must include a time zone, e.g. 2026-11-22T10:00:00+08:00.")
-    if value.astimezone(UTC) > utcnow():
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+08:00 and the like fall outside datetime's range
+        raise LoyaltyError(f"{name} is out of range.") from None
+    if value > utcnow():
         raise LoyaltyError(f"{name} cannot be in the future.")
-    return value.astimezone(UTC)
+    return value
 
 
 def customer_from(data: dict) -> int:
@@ -116,7 +129,7 @@ def customer_from(data: dict) -> int:
         raise LoyaltyError("customer must be an object with member_no, email or phone.")
     for field in ("member_no", "email", "phone"):
         value = who.get(field)
-        if isinstance(value, str) and value.strip() and len(value) <= 254:
+        if isinstance(value, str) and value.strip() and len(value) <= 254 and "\x00" not in value:
             found = find_customer_id(value)
             if found is None:
                 raise UnknownCustomer("No customer matches.")
@@ -124,22 +137,25 @@ def customer_from(data: dict) -> int:
     raise LoyaltyError("customer must name a member_no, email or phone.")
 
 
-def customer_by_member_no(member_no: str) -> Customer:
-    customer = db.session.scalar(sa.select(Customer).where(Customer.member_no == member_no))
-    if customer is None:
+def customer_by_member_no(member_no: str) -> tuple[int, str]:
+    """(id, member number) of a customer, without loading (and decrypting) the whole record."""
+    row = db.session.execute(
+        sa.select(Customer.id, Customer.member_no).where(Customer.member_no == member_no)
+    ).first()
+    if row is None:
         raise UnknownCustomer("No customer with that member number.")
-    return customer
+    return row[0], row[1]
 
 
 def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
-def purchase_json(purchase: Purchase) -> dict:
+def purchase_json(purchase: Purchase, member_no: str | None) -> dict:
     return {
         "order_ref": purchase.order_ref,
         "source": purchase.source,
-        "member_no": purchase.customer.member_no,
+        "member_no": member_no,
         "amount": str(purchase.amount),
         "currency": purchase.currency,
         "channel": purchase.channel,
@@ -149,12 +165,16 @@ def purchase_json(purchase: Purchase) -> dict:
     }
 
 
-def account_json(customer: Customer) -> dict:
-    account = db.session.get(LoyaltyAccount, customer.id)
+def account_json(customer_id: int, member_no: str | None) -> dict:
+    account = db.session.execute(
+        sa.select(LoyaltyAccount.balance, LoyaltyAccount.tier_code).where(
+            LoyaltyAccount.customer_id == customer_id
+        )
+    ).first()
     return {
-        "member_no": customer.member_no,
-        "balance": account.balance if account else 0,
-        "tier": account.tier_code if account else "member",
+        "member_no": member_no,
+        "balance": account[0] if account else 0,
+        "tier": account[1] if account else "member",
     }
 
 
@@ -187,7 +207,7 @@ def post_purchase():
     )
     result = record_purchase(spec, actor=f"api:{g.api_key.name}")
     payload = {
-        "purchase": purchase_json(result.purchase),
+        "purchase": purchase_json(result.purchase, result.member_no),
         "created": result.created,
         "balance": result.balance,
         "tier": result.tier,
@@ -195,17 +215,20 @@ def post_purchase():
     return jsonify(payload), 201 if result.created else 200
 
 
-@bp.post("/purchases/<order_ref>/refund")
+@bp.post("/purchases/<path:order_ref>/refund")
 @require("purchases:write")
 def refund(order_ref: str):
     purchase = refund_purchase(g.api_key.source, order_ref, actor=f"api:{g.api_key.name}")
-    return jsonify({"purchase": purchase_json(purchase), **account_json(purchase.customer)})
+    member_no = db.session.scalar(sa.select(Customer.member_no).where(Customer.id == purchase.customer_id))
+    return jsonify(
+        {"purchase": purchase_json(purchase, member_no), **account_json(purchase.customer_id, member_no)}
+    )
 
 
 @bp.get("/customers/<member_no>/points")
 @require("points:read")
 def points(member_no: str):
-    customer = customer_by_member_no(member_no)
+    customer_id, member_no = customer_by_member_no(member_no)
     ledger = [
         {
             "kind": e.kind,
@@ -215,12 +238,12 @@ def points(member_no: str):
             "reference": e.reference,
             "at": iso(e.created_at),
         }
-        for e in recent_ledger(customer.id)
+        for e in recent_ledger(customer_id)
     ]
     expiring = [
-        {"expires_at": iso(line.expires_at), "points": line.points} for line in expiring_points(customer.id)
+        {"expires_at": iso(line.expires_at), "points": line.points} for line in expiring_points(customer_id)
     ]
-    return jsonify({**account_json(customer), "expiring": expiring, "ledger": ledger})
+    return jsonify({**account_json(customer_id, member_no), "expiring": expiring, "ledger": ledger})
 
 
 @bp.get("/rewards")
@@ -257,16 +280,16 @@ def rewards():
 @require("redemptions:write")
 def post_redemption():
     data = body()
-    customer = customer_by_member_no(text(data, "member_no"))
+    customer_id, member_no = customer_by_member_no(text(data, "member_no"))
     reward_id = data.get("reward_id")
     if isinstance(reward_id, bool) or not isinstance(reward_id, int) or not 0 < reward_id < 2**31:
         raise LoyaltyError("reward_id must be a positive integer.")
-    redemption = redeem(customer.id, reward_id, actor=f"api:{g.api_key.name}")
+    redemption = redeem(customer_id, reward_id, actor=f"api:{g.api_key.name}")
     return jsonify(
         {
             "coupon_code": redemption.coupon_code,
             "reward_id": reward_id,
             "points": redemption.points,
-            **account_json(customer),
+            **account_json(customer_id, member_no),
         }
     ), 201

@@ -61,8 +61,11 @@ SCHEMAS = {
             },
             "amount": {"type": "string", "pattern": r"^[0-9]{1,10}(\.[0-9]{1,2})?$", "example": "128.50"},
             "currency": {"type": "string", "minLength": 3, "maxLength": 3, "example": "CNY"},
-            "channel": {"type": "string", "enum": ["store", "online", "app", "phone", "other"]},
-            "purchased_at": {"type": "string", "format": "date-time"},
+            "channel": {
+                "type": ["string", "null"],
+                "enum": ["store", "online", "app", "phone", "other", None],
+            },
+            "purchased_at": {"type": ["string", "null"], "format": "date-time"},
         },
     },
     "Purchase": {

@@ -89,6 +89,16 @@ def stamp_after_insert(connection: sa.Connection, target, column: str, value) ->
     sa.orm.attributes.set_committed_value(target, column, value)
 
 
+def commit_keeping_state() -> None:
+    """Commit without expiring loaded objects, so the caller can answer from them at no cost."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+
+
 def begin_write() -> None:
     """Start a write transaction here: BEGIN IMMEDIATE on SQLite, a plain BEGIN elsewhere.
 

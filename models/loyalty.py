@@ -7,18 +7,19 @@ ledger entry, in the caller's transaction; the database refuses a negative balan
 from __future__ import annotations
 
 import calendar
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
 
 import sqlalchemy as sa
-from flask import current_app
+from flask import current_app, has_app_context
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models import UTCDateTime, begin_write, db, utcnow
+from models import UTCDateTime, begin_write, commit_keeping_state, db, utcnow
 
 ENTRY_KINDS = ("earn", "redeem", "adjust", "expire", "reverse")
 ENTRY_LABELS = {
@@ -96,7 +97,7 @@ class LoyaltyAccount(db.Model):
     tier_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
-    customer = relationship("Customer", lazy="joined")
+    customer = relationship("Customer", lazy="select")
 
     def __str__(self) -> str:
         return f"{self.customer}: {self.balance}"
@@ -126,7 +127,7 @@ class PointsEntry(db.Model):
     # Credits carry the moment they lapse; debits have none.
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
-    customer = relationship("Customer", lazy="joined")
+    customer = relationship("Customer", lazy="select")
 
     def __str__(self) -> str:
         return f"{self.kind} {self.points:+d}"
@@ -155,7 +156,7 @@ class Purchase(db.Model):
     refunded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    customer = relationship("Customer", lazy="joined")
+    customer = relationship("Customer", lazy="select")
 
     def __str__(self) -> str:
         return f"{self.source}:{self.order_ref}"
@@ -213,7 +214,7 @@ class TierChange(db.Model):
     reason: Mapped[str] = mapped_column(sa.String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
-    customer = relationship("Customer", lazy="joined")
+    customer = relationship("Customer", lazy="select")
 
     def __str__(self) -> str:
         return f"{self.from_tier} → {self.to_tier}"
@@ -264,7 +265,6 @@ def post_points(posting: Posting, now: datetime | None = None) -> PointsEntry:
     """
     if posting.points == 0:
         raise LoyaltyError(str(_l("A posting must change the balance.")))
-    ensure_account(posting.customer_id)
     table = LoyaltyAccount.__table__
     now = now or utcnow()
     row = db.session.execute(
@@ -291,8 +291,8 @@ def post_points(posting: Posting, now: datetime | None = None) -> PointsEntry:
     db.session.add(entry)
     db.session.flush()
     loaded = db.session.identity_map.get(db.session.identity_key(LoyaltyAccount, posting.customer_id))
-    if loaded is not None:
-        db.session.expire(loaded)  # the UPDATE above bypassed the ORM
+    if loaded is not None:  # the UPDATE above bypassed the ORM: tell the loaded account
+        sa.orm.attributes.set_committed_value(loaded, "balance", row[0])
     return entry
 
 
@@ -341,6 +341,7 @@ def adjust_points(customer_id: int, points: int, reason: str, actor: str, now: d
         raise LoyaltyError(str(_l("An adjustment needs a reason.")))
     begin_write()
     now = now or utcnow()
+    ensure_account(customer_id)
     return post_points(
         Posting(
             customer_id,
@@ -385,6 +386,54 @@ def points_for(amount: Decimal, multiplier: Decimal, rule: EarningRule, promotio
     return int(value.quantize(Decimal(1), rounding=ROUNDING[rule.rounding]))
 
 
+@dataclass(frozen=True)
+class Programme:
+    """The earning rule, tiers and promotions, read together and detached from the session."""
+
+    rule: EarningRule
+    ladder: list[Tier]
+    promotions: list[Promotion]
+    read_at: float
+
+    def promotions_at(self, moment: datetime) -> list[Promotion]:
+        return [p for p in self.promotions if p.active and p.starts_at <= moment < p.ends_at]
+
+    def tier(self, code: str) -> Tier | None:
+        return next((t for t in self.ladder if t.code == code), None)
+
+
+PROGRAMME_CACHE = "patron.loyalty_programme"
+
+
+def programme() -> Programme:
+    """The loyalty programme's settings, re-read at most every LOYALTY_SETTINGS_TTL seconds.
+
+    Every purchase needs them; reading them once per few seconds instead of three queries a
+    purchase matters under load. A change made in this process takes effect at once (the
+    cache is dropped on flush); other workers see it within the TTL.
+    """
+    ttl = float(current_app.config.get("LOYALTY_SETTINGS_TTL", 5))
+    cached = current_app.extensions.get(PROGRAMME_CACHE)
+    if cached is not None and time.monotonic() - cached.read_at < ttl:
+        return cached
+    rule, ladder = current_rule(), tiers()
+    promotions = list(db.session.scalars(sa.select(Promotion)))
+    for obj in [rule, *ladder, *promotions]:
+        if obj in db.session:
+            db.session.expunge(obj)  # detached: a later commit cannot expire them
+    fresh = Programme(rule, ladder, promotions, time.monotonic())
+    current_app.extensions[PROGRAMME_CACHE] = fresh
+    return fresh
+
+
+@sa.event.listens_for(Session, "after_flush")
+def _forget_programme(session: Session, _context) -> None:
+    """Settings changed in this process apply to the very next purchase."""
+    changed = list(session.new) + list(session.dirty) + list(session.deleted)
+    if any(isinstance(obj, (EarningRule, Tier, Promotion)) for obj in changed) and has_app_context():
+        current_app.extensions.pop(PROGRAMME_CACHE, None)
+
+
 def promotions_at(moment: datetime) -> list[Promotion]:
     return list(
         db.session.scalars(
@@ -401,6 +450,7 @@ class PurchaseResult:
     created: bool
     balance: int
     tier: str
+    member_no: str | None = None
 
 
 @dataclass
@@ -425,7 +475,7 @@ def validate_purchase(spec: NewPurchase) -> None:
         raise LoyaltyError(str(_l("An order reference of 1 to 64 characters is required.")))
     from models.customer import Customer
 
-    if db.session.get(Customer, spec.customer_id) is None:
+    if db.session.scalar(sa.select(Customer.id).where(Customer.id == spec.customer_id)) is None:
         raise UnknownCustomer(str(_l("No such customer.")))
 
 
@@ -435,13 +485,18 @@ def _existing(source: str, order_ref: str) -> Purchase | None:
     )
 
 
+def _member_no(customer_id: int) -> str | None:
+    from models.customer import Customer
+
+    return db.session.scalar(sa.select(Customer.member_no).where(Customer.id == customer_id))
+
+
 def _replay(existing: Purchase, spec: NewPurchase) -> PurchaseResult:
     if existing.customer_id != spec.customer_id or existing.amount != spec.amount:
         raise DuplicateOrder(str(_l("This order reference was already used for another purchase.")))
     account = db.session.get(LoyaltyAccount, existing.customer_id)
-    return PurchaseResult(
-        existing, False, account.balance if account else 0, account.tier_code if account else "member"
-    )
+    balance, tier = (account.balance, account.tier_code) if account else (0, "member")
+    return PurchaseResult(existing, False, balance, tier, _member_no(existing.customer_id))
 
 
 def record_purchase(spec: NewPurchase, actor: str = "system", now: datetime | None = None) -> PurchaseResult:
@@ -452,15 +507,16 @@ def record_purchase(spec: NewPurchase, actor: str = "system", now: datetime | No
     now = now or utcnow()
     spec.amount = Decimal(spec.amount)
     validate_purchase(spec)
+    spec.amount = spec.amount.quantize(MONEY)
     begin_write()
     existing = _existing(spec.source, spec.order_ref)
     if existing is not None:
         result = _replay(existing, spec)
-        db.session.commit()
+        commit_keeping_state()
         return result
     try:
         result = _record_new(spec, actor, now)
-        db.session.commit()
+        commit_keeping_state()
         return result
     except IntegrityError:
         db.session.rollback()  # a concurrent request recorded the same order first
@@ -474,10 +530,13 @@ def _record_new(spec: NewPurchase, actor: str, now: datetime) -> PurchaseResult:
     purchased_at = spec.purchased_at or now
     ensure_account(spec.customer_id)
     account = db.session.get(LoyaltyAccount, spec.customer_id)
-    ladder = tiers()
-    tier = next((t for t in ladder if t.code == account.tier_code), None)
+    settings = programme()
+    ladder = settings.ladder
+    tier = settings.tier(account.tier_code)
     multiplier = tier.multiplier if tier else Decimal(1)
-    points = points_for(spec.amount, multiplier, current_rule(), promotions_at(purchased_at))
+    points = points_for(spec.amount, multiplier, settings.rule, settings.promotions_at(purchased_at))
+    if points > 2**31 - 1 - account.balance:  # the balance and ledger columns are 32-bit integers
+        raise LoyaltyError(str(_l("This purchase would earn more points than an account can hold.")))
     purchase = Purchase(
         source=spec.source,
         order_ref=spec.order_ref.strip(),
@@ -507,7 +566,7 @@ def _record_new(spec: NewPurchase, actor: str, now: datetime) -> PurchaseResult:
             now,
         )
     new_tier = reevaluate_tier(spec.customer_id, now, "purchase", ladder)
-    return PurchaseResult(purchase, True, balance_of(spec.customer_id), new_tier)
+    return PurchaseResult(purchase, True, account.balance, new_tier, _member_no(spec.customer_id))
 
 
 def refund_purchase(
@@ -580,7 +639,6 @@ def _move_tier(account: LoyaltyAccount, tier: Tier, spend: Decimal, reason: str,
 
 def reevaluate_tier(customer_id: int, now: datetime, reason: str, ladder: list[Tier] | None = None) -> str:
     """Put the customer in the tier their rolling 12-month spend earns; returns the tier code."""
-    ensure_account(customer_id)
     account = db.session.get(LoyaltyAccount, customer_id)
     spend = Decimal(spend_last_year(customer_id, now))
     tier = tier_for_spend(spend, ladder if ladder is not None else tiers())

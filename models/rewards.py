@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models import UTCDateTime, begin_write, db, utcnow
+from models import UTCDateTime, begin_write, commit_keeping_state, db, utcnow
 from models.loyalty import (
     LoyaltyAccount,
     LoyaltyError,
@@ -75,7 +75,7 @@ class Redemption(db.Model):
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
-    customer = relationship("Customer", lazy="joined")
+    customer = relationship("Customer", lazy="select")
     reward = relationship(Reward, lazy="joined")
 
     def __str__(self) -> str:
@@ -119,15 +119,16 @@ def redeem(
             raise NotEligible(str(_l("No such reward.")))
         ensure_account(customer_id)
         _check_eligible(reward, customer_id, now)
-        table = Reward.__table__
-        taken = db.session.execute(
-            sa.update(table)
-            .where(table.c.id == reward_id, sa.or_(table.c.stock.is_(None), table.c.stock > 0))
-            .values(stock=sa.case((table.c.stock.is_(None), None), else_=table.c.stock - 1))
-            .returning(table.c.id)
-        ).first()
-        if taken is None:
-            raise OutOfStock(str(_l("This reward is out of stock.")))
+        if reward.stock is not None:  # unlimited rewards need no row lock
+            table = Reward.__table__
+            taken = db.session.execute(
+                sa.update(table)
+                .where(table.c.id == reward_id, table.c.stock > 0)
+                .values(stock=table.c.stock - 1)
+                .returning(table.c.id)
+            ).first()
+            if taken is None:
+                raise OutOfStock(str(_l("This reward is out of stock.")))
         redemption = Redemption(
             customer_id=customer_id,
             reward_id=reward_id,
@@ -150,11 +151,11 @@ def redeem(
             ),
             now,
         )
-        db.session.commit()
+        commit_keeping_state()
     except Exception:
         db.session.rollback()
         raise
-    db.session.expire(reward)
+    db.session.expire(reward, ["stock"])  # taken by a Core UPDATE
     return redemption
 
 
