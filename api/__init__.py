@@ -14,7 +14,7 @@ from werkzeug.exceptions import NotFound
 from api.openapi import openapi_document
 from models import db, utcnow
 from models.api_key import find_api_key
-from models.customer import Customer, find_customer_id
+from models.customer import Customer, find_customer
 from models.loyalty import (
     LoyaltyAccount,
     LoyaltyError,
@@ -123,14 +123,14 @@ def moment(data: dict, name: str) -> datetime | None:
     return value
 
 
-def customer_from(data: dict) -> int:
+def customer_from(data: dict) -> tuple[int, str | None]:
     who = data.get("customer")
     if not isinstance(who, dict):
         raise LoyaltyError("customer must be an object with member_no, email or phone.")
     for field in ("member_no", "email", "phone"):
         value = who.get(field)
         if isinstance(value, str) and value.strip() and len(value) <= 254 and "\x00" not in value:
-            found = find_customer_id(value)
+            found = find_customer(value)
             if found is None:
                 raise UnknownCustomer("No customer matches.")
             return found
@@ -196,8 +196,10 @@ def post_purchase():
     channel = text(data, "channel", required=False, max_length=16) or "store"
     if channel not in CHANNELS:
         raise LoyaltyError(f"channel must be one of {', '.join(CHANNELS)}.")
+    customer_id, member_no = customer_from(data)
     spec = NewPurchase(
-        customer_id=customer_from(data),
+        customer_id=customer_id,
+        member_no=member_no,
         source=g.api_key.source,
         order_ref=text(data, "order_ref"),
         amount=amount_of(data),
@@ -290,6 +292,8 @@ def post_redemption():
             "coupon_code": redemption.coupon_code,
             "reward_id": reward_id,
             "points": redemption.points,
-            **account_json(customer_id, member_no),
+            "member_no": member_no,
+            "balance": redemption.balance_after,
+            "tier": redemption.tier_code,
         }
     ), 201

@@ -152,17 +152,28 @@ def contact_filter(term: str) -> sa.ColumnElement[bool] | None:
     try:
         if "@" in term:
             return Customer.email_bidx == blind_index("email", email_lookup_key(term))
+        if any(ch.isalpha() for ch in term):
+            return None  # a member number or a name, never a phone number: skip the costly parse
         return Customer.phone_bidx == blind_index("phone", normalise_phone(term, default_region()))
     except InvalidContact:
         return None
 
 
-def find_customer_id(term: str) -> int | None:
-    """A customer's id from an exact email, phone or member number; None if none matches."""
+def find_customer(term: str) -> tuple[int, str | None] | None:
+    """(id, member number) of the customer with an exact email, phone or member number."""
     term = (term or "").strip()
     if not term:
         return None
     clause = contact_filter(term)
     if clause is None:
         clause = Customer.member_no == term.upper()
-    return db.session.scalar(sa.select(Customer.id).where(clause).order_by(Customer.id).limit(1))
+    row = db.session.execute(
+        sa.select(Customer.id, Customer.member_no).where(clause).order_by(Customer.id).limit(1)
+    ).first()
+    return (row[0], row[1]) if row else None
+
+
+def find_customer_id(term: str) -> int | None:
+    """A customer's id from an exact email, phone or member number; None if none matches."""
+    found = find_customer(term)
+    return found[0] if found else None

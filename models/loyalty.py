@@ -271,28 +271,32 @@ def post_points(posting: Posting, now: datetime | None = None) -> PointsEntry:
         sa.update(table)
         .where(table.c.customer_id == posting.customer_id, table.c.balance + posting.points >= 0)
         .values(balance=table.c.balance + posting.points, updated_at=now)
-        .returning(table.c.balance)
+        .returning(table.c.balance, table.c.tier_code)
     ).first()
     if row is None:
         raise InsufficientPoints(str(_l("Not enough points.")))
-    entry = PointsEntry(
-        customer_id=posting.customer_id,
-        kind=posting.kind,
-        points=posting.points,
-        balance_after=row[0],
-        reason=posting.reason[:500],
-        actor=posting.actor[:254],
-        reference=posting.reference,
-        purchase_id=posting.purchase_id,
-        redemption_id=posting.redemption_id,
-        expires_at=posting.expires_at,
-        created_at=now,
-    )
-    db.session.add(entry)
-    db.session.flush()
+    values = {
+        "customer_id": posting.customer_id,
+        "kind": posting.kind,
+        "points": posting.points,
+        "balance_after": row[0],
+        "reason": posting.reason[:500],
+        "actor": posting.actor[:254],
+        "reference": posting.reference,
+        "purchase_id": posting.purchase_id,
+        "redemption_id": posting.redemption_id,
+        "expires_at": posting.expires_at,
+        "created_at": now,
+    }
+    # A Core INSERT: the hot path of every purchase and redemption skips the ORM's flush.
+    new_id = db.session.execute(
+        sa.insert(PointsEntry.__table__).values(values).returning(PointsEntry.id)
+    ).scalar()
     loaded = db.session.identity_map.get(db.session.identity_key(LoyaltyAccount, posting.customer_id))
     if loaded is not None:  # the UPDATE above bypassed the ORM: tell the loaded account
         sa.orm.attributes.set_committed_value(loaded, "balance", row[0])
+    entry = PointsEntry(id=new_id, **values)  # a detached copy for the caller to read
+    entry.tier_code = row[1]
     return entry
 
 
@@ -462,6 +466,8 @@ class NewPurchase:
     currency: str
     channel: str = "store"
     purchased_at: datetime | None = None
+    # Set by callers that looked the customer up already (the API): no second look-up.
+    member_no: str | None = None
 
 
 def validate_purchase(spec: NewPurchase) -> None:
@@ -475,8 +481,12 @@ def validate_purchase(spec: NewPurchase) -> None:
         raise LoyaltyError(str(_l("An order reference of 1 to 64 characters is required.")))
     from models.customer import Customer
 
-    if db.session.scalar(sa.select(Customer.id).where(Customer.id == spec.customer_id)) is None:
-        raise UnknownCustomer(str(_l("No such customer.")))
+    if spec.member_no is None:
+        spec.member_no = db.session.scalar(
+            sa.select(Customer.member_no).where(Customer.id == spec.customer_id)
+        )
+        if spec.member_no is None:
+            raise UnknownCustomer(str(_l("No such customer.")))
 
 
 def _existing(source: str, order_ref: str) -> Purchase | None:
@@ -496,7 +506,7 @@ def _replay(existing: Purchase, spec: NewPurchase) -> PurchaseResult:
         raise DuplicateOrder(str(_l("This order reference was already used for another purchase.")))
     account = db.session.get(LoyaltyAccount, existing.customer_id)
     balance, tier = (account.balance, account.tier_code) if account else (0, "member")
-    return PurchaseResult(existing, False, balance, tier, _member_no(existing.customer_id))
+    return PurchaseResult(existing, False, balance, tier, spec.member_no or _member_no(existing.customer_id))
 
 
 def record_purchase(spec: NewPurchase, actor: str = "system", now: datetime | None = None) -> PurchaseResult:
@@ -509,27 +519,28 @@ def record_purchase(spec: NewPurchase, actor: str = "system", now: datetime | No
     validate_purchase(spec)
     spec.amount = spec.amount.quantize(MONEY)
     begin_write()
-    existing = _existing(spec.source, spec.order_ref)
-    if existing is not None:
-        result = _replay(existing, spec)
-        commit_keeping_state()
-        return result
     try:
+        # Insert first: the unique (source, order reference) constraint spots a repeat, so
+        # the common case (a new order) costs no extra look-up.
         result = _record_new(spec, actor, now)
         commit_keeping_state()
         return result
     except IntegrityError:
-        db.session.rollback()  # a concurrent request recorded the same order first
+        db.session.rollback()  # posted before, or by a concurrent request a moment ago
         existing = _existing(spec.source, spec.order_ref)
         if existing is None:
             raise
-        return _replay(existing, spec)
+        result = _replay(existing, spec)
+        commit_keeping_state()
+        return result
 
 
 def _record_new(spec: NewPurchase, actor: str, now: datetime) -> PurchaseResult:
     purchased_at = spec.purchased_at or now
-    ensure_account(spec.customer_id)
     account = db.session.get(LoyaltyAccount, spec.customer_id)
+    if account is None:
+        ensure_account(spec.customer_id)
+        account = db.session.get(LoyaltyAccount, spec.customer_id)
     settings = programme()
     ladder = settings.ladder
     tier = settings.tier(account.tier_code)
@@ -566,7 +577,7 @@ def _record_new(spec: NewPurchase, actor: str, now: datetime) -> PurchaseResult:
             now,
         )
     new_tier = reevaluate_tier(spec.customer_id, now, "purchase", ladder)
-    return PurchaseResult(purchase, True, account.balance, new_tier, _member_no(spec.customer_id))
+    return PurchaseResult(purchase, True, account.balance, new_tier, spec.member_no)
 
 
 def refund_purchase(

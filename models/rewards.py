@@ -14,7 +14,6 @@ from models.loyalty import (
     LoyaltyAccount,
     LoyaltyError,
     Posting,
-    ensure_account,
     expiry_for,
     post_points,
     tiers,
@@ -117,8 +116,7 @@ def redeem(
         reward = db.session.get(Reward, reward_id)
         if reward is None:
             raise NotEligible(str(_l("No such reward.")))
-        ensure_account(customer_id)
-        _check_eligible(reward, customer_id, now)
+        _check_eligible(reward, customer_id, now)  # no account yet: the points posting refuses
         if reward.stock is not None:  # unlimited rewards need no row lock
             table = Reward.__table__
             taken = db.session.execute(
@@ -129,17 +127,19 @@ def redeem(
             ).first()
             if taken is None:
                 raise OutOfStock(str(_l("This reward is out of stock.")))
-        redemption = Redemption(
-            customer_id=customer_id,
-            reward_id=reward_id,
-            points=reward.points_cost,
-            coupon_code=new_coupon_code(),
-            status="issued",
-            created_at=now,
-        )
-        db.session.add(redemption)
-        db.session.flush()
-        post_points(
+        values = {
+            "customer_id": customer_id,
+            "reward_id": reward_id,
+            "points": reward.points_cost,
+            "coupon_code": new_coupon_code(),
+            "status": "issued",
+            "created_at": now,
+        }
+        new_id = db.session.execute(
+            sa.insert(Redemption.__table__).values(values).returning(Redemption.id)
+        ).scalar()
+        redemption = Redemption(id=new_id, **values)  # a detached copy for the caller to read
+        entry = post_points(
             Posting(
                 customer_id,
                 "redeem",
@@ -151,6 +151,7 @@ def redeem(
             ),
             now,
         )
+        redemption.balance_after, redemption.tier_code = entry.balance_after, entry.tier_code
         commit_keeping_state()
     except Exception:
         db.session.rollback()
