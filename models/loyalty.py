@@ -535,35 +535,47 @@ def record_purchase(spec: NewPurchase, actor: str = "system", now: datetime | No
         return result
 
 
+def _account_state(customer_id: int) -> tuple[int, str]:
+    """(balance, tier code) of the customer's account, created if missing."""
+    table = LoyaltyAccount.__table__
+    query = sa.select(table.c.balance, table.c.tier_code).where(table.c.customer_id == customer_id)
+    row = db.session.execute(query).first()
+    if row is None:
+        ensure_account(customer_id)
+        row = db.session.execute(query).first()
+    return row[0], row[1]
+
+
 def _record_new(spec: NewPurchase, actor: str, now: datetime) -> PurchaseResult:
+    """Insert the purchase, post its points and check the tier (Core statements: the hot path)."""
     purchased_at = spec.purchased_at or now
-    account = db.session.get(LoyaltyAccount, spec.customer_id)
-    if account is None:
-        ensure_account(spec.customer_id)
-        account = db.session.get(LoyaltyAccount, spec.customer_id)
+    balance, tier_code = _account_state(spec.customer_id)
     settings = programme()
-    ladder = settings.ladder
-    tier = settings.tier(account.tier_code)
-    multiplier = tier.multiplier if tier else Decimal(1)
-    points = points_for(spec.amount, multiplier, settings.rule, settings.promotions_at(purchased_at))
-    if points > 2**31 - 1 - account.balance:  # the balance and ledger columns are 32-bit integers
-        raise LoyaltyError(str(_l("This purchase would earn more points than an account can hold.")))
-    purchase = Purchase(
-        source=spec.source,
-        order_ref=spec.order_ref.strip(),
-        customer_id=spec.customer_id,
-        amount=spec.amount,
-        currency=spec.currency.upper(),
-        channel=spec.channel,
-        purchased_at=purchased_at,
-        points=points,
-        status="completed",
-        created_at=now,
+    tier = settings.tier(tier_code)
+    points = points_for(
+        spec.amount,
+        tier.multiplier if tier else Decimal(1),
+        settings.rule,
+        settings.promotions_at(purchased_at),
     )
-    db.session.add(purchase)
-    db.session.flush()
+    if points > 2**31 - 1 - balance:  # the balance and ledger columns are 32-bit integers
+        raise LoyaltyError(str(_l("This purchase would earn more points than an account can hold.")))
+    values = {
+        "source": spec.source,
+        "order_ref": spec.order_ref.strip(),
+        "customer_id": spec.customer_id,
+        "amount": spec.amount,
+        "currency": spec.currency.upper(),
+        "channel": spec.channel,
+        "purchased_at": purchased_at,
+        "points": points,
+        "status": "completed",
+        "created_at": now,
+    }
+    new_id = db.session.execute(sa.insert(Purchase.__table__).values(values).returning(Purchase.id)).scalar()
+    purchase = Purchase(id=new_id, **values)  # a detached copy for the caller to read
     if points:
-        post_points(
+        entry = post_points(
             Posting(
                 spec.customer_id,
                 "earn",
@@ -571,13 +583,14 @@ def _record_new(spec: NewPurchase, actor: str, now: datetime) -> PurchaseResult:
                 reason="purchase",
                 actor=actor,
                 reference=f"{spec.source}:{spec.order_ref}",
-                purchase_id=purchase.id,
+                purchase_id=new_id,
                 expires_at=expiry_for(purchased_at),
             ),
             now,
         )
-    new_tier = reevaluate_tier(spec.customer_id, now, "purchase", ladder)
-    return PurchaseResult(purchase, True, account.balance, new_tier, spec.member_no)
+        balance = entry.balance_after
+    new_tier = reevaluate_tier(spec.customer_id, now, "purchase", settings.ladder, current=tier_code)
+    return PurchaseResult(purchase, True, balance, new_tier, spec.member_no)
 
 
 def refund_purchase(
@@ -648,14 +661,18 @@ def _move_tier(account: LoyaltyAccount, tier: Tier, spend: Decimal, reason: str,
     account.tier_code, account.tier_since = tier.code, now
 
 
-def reevaluate_tier(customer_id: int, now: datetime, reason: str, ladder: list[Tier] | None = None) -> str:
+def reevaluate_tier(
+    customer_id: int, now: datetime, reason: str, ladder: list[Tier] | None = None, current: str | None = None
+) -> str:
     """Put the customer in the tier their rolling 12-month spend earns; returns the tier code."""
-    account = db.session.get(LoyaltyAccount, customer_id)
+    if current is None:
+        current = _account_state(customer_id)[1]
     spend = Decimal(spend_last_year(customer_id, now))
     tier = tier_for_spend(spend, ladder if ladder is not None else tiers())
-    if tier is not None and tier.code != account.tier_code:
-        _move_tier(account, tier, spend, reason, now)
-    return account.tier_code
+    if tier is None or tier.code == current:
+        return current
+    _move_tier(db.session.get(LoyaltyAccount, customer_id), tier, spend, reason, now)
+    return tier.code
 
 
 def recompute_tiers(now: datetime | None = None) -> int:
