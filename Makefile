@@ -43,6 +43,7 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python bench/admin_list.py
+	$(BIN)/python bench/points.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
