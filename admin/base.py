@@ -115,6 +115,20 @@ class StaffModelView(StaffAccess, ModelView):
     export_types = ["csv"]
     export_batch_size = 500
 
+    # Buttons follow the rights, so nobody is shown an action that would answer 403. A view
+    # that never allows one sets it to False as a class attribute.
+    @property
+    def can_create(self) -> bool:
+        return self.may("create_view")
+
+    @property
+    def can_edit(self) -> bool:
+        return self.may("edit_view")
+
+    @property
+    def can_delete(self) -> bool:
+        return self.may("delete_view")
+
     def _get_filter_groups(self):
         # Flask-Admin computes filter options once at start-up; options that come from the
         # database (owners, categories) must be read again for each page.

@@ -171,19 +171,6 @@ class CustomerView(StaffModelView):
         "member_no": {"label": _l("Member no."), "description": _l("Leave empty to assign one.")},
     }
 
-    # Buttons follow the rights, so nobody is shown an action that would answer 403.
-    @property
-    def can_create(self) -> bool:
-        return self.may("create_view")
-
-    @property
-    def can_edit(self) -> bool:
-        return self.may("edit_view")
-
-    @property
-    def can_delete(self) -> bool:
-        return self.may("delete_view")
-
     @property
     def can_export(self) -> bool:
         return self.may("export")

@@ -110,10 +110,6 @@ class PurchaseView(StaffModelView):
         ),
     }
 
-    @property
-    def can_create(self) -> bool:
-        return self.may("create_view")
-
     def create_model(self, form):
         from flask import current_app
 
@@ -247,14 +243,6 @@ class RewardView(StaffModelView):
         if model.starts_at and model.ends_at and model.ends_at <= model.starts_at:
             raise ValidationError(_("The end must come after the start."))
         super().on_model_change(form, model, is_created)
-
-    @property
-    def can_create(self) -> bool:
-        return self.may("create_view")
-
-    @property
-    def can_edit(self) -> bool:
-        return self.may("edit_view")
 
 
 class RedemptionView(StaffModelView):

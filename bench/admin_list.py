@@ -16,7 +16,6 @@ import secrets
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa
+from common import source_revision
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_admin.contrib.sqla import ModelView
@@ -319,23 +319,6 @@ def describe_setup() -> str:
         database = f"{dialect.name} {'.'.join(map(str, dialect.server_version_info or ()))}"
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs"
     return f"{customers:,} customers, {database}, Python {platform.python_version()}, {machine}"
-
-
-def git(*args: str) -> str:
-    """The output of a git command run in the project root ("" if git is unavailable)."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=False)
-    except OSError:
-        return ""
-    return done.stdout.strip()
-
-
-def source_revision() -> str:
-    """The commit measured, marked when tracked files have uncommitted changes."""
-    revision = git("rev-parse", "--short", "HEAD") or "unknown revision"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return revision + (" with uncommitted changes" if dirty else "")
 
 
 def report(probes: list[Probe], setup: str, repeat: int) -> None:

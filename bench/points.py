@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # `python bench/points.py` puts bench/ on the path, not the project root.
 sys.path.insert(0, str(ROOT))
 
+from common import source_revision  # noqa: E402  (bench/common.py)
+
 from models.crypto import new_key  # noqa: E402
 
 TARGET = 0.3
@@ -542,22 +544,6 @@ def database(name: str, args: argparse.Namespace) -> Iterator[tuple[Target, Path
             drop_postgres(args.postgres)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-def git(*args: str) -> str:
-    """The output of a git command run in the project root ("" if git is unavailable)."""
-    try:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
-    except OSError:
-        return ""
-    return done.stdout.strip()
-
-
-def source_revision() -> str:
-    """The commit measured, marked when tracked files have uncommitted changes."""
-    revision = git("rev-parse", "--short", "HEAD") or "unknown revision"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
-    return revision + (" with uncommitted changes" if dirty else "")
 
 
 def optional(value: float | None, spec: str = ".2f") -> str:

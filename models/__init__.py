@@ -26,6 +26,15 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base)
 
 
+class BilingualName:
+    """Mixin for rows named in English and Chinese (name_en, name_zh): str() follows the reader."""
+
+    def __str__(self) -> str:
+        from flask_babel import get_locale
+
+        return self.name_zh if str(get_locale() or "en").startswith("zh") else self.name_en
+
+
 def utcnow() -> datetime:
     """The current time in UTC, timezone-aware."""
     return datetime.now(UTC)

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models import UTCDateTime, begin_write, commit_keeping_state, db, utcnow
+from models import BilingualName, UTCDateTime, begin_write, commit_keeping_state, db, utcnow
 
 ENTRY_KINDS = ("earn", "redeem", "adjust", "expire", "reverse")
 ENTRY_LABELS = {
@@ -63,7 +63,7 @@ def _in(column: str, values, name: str) -> sa.CheckConstraint:
     return sa.CheckConstraint(f"{column} IN ({', '.join(repr(v) for v in values)})", name=name)
 
 
-class Tier(db.Model):
+class Tier(BilingualName, db.Model):
     """A membership tier, reached by spend over the last twelve months."""
 
     __tablename__ = "tier"
@@ -78,11 +78,6 @@ class Tier(db.Model):
     name_zh: Mapped[str] = mapped_column(sa.String(64))
     threshold: Mapped[Decimal] = mapped_column(sa.Numeric(12, 2), default=Decimal(0))
     multiplier: Mapped[Decimal] = mapped_column(sa.Numeric(5, 2), default=Decimal(1))
-
-    def __str__(self) -> str:
-        from flask_babel import get_locale
-
-        return self.name_zh if str(get_locale() or "en").startswith("zh") else self.name_en
 
 
 class LoyaltyAccount(db.Model):

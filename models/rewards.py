@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models import UTCDateTime, begin_write, commit_keeping_state, db, utcnow
+from models import BilingualName, UTCDateTime, begin_write, commit_keeping_state, db, utcnow
 from models.loyalty import (
     LoyaltyAccount,
     LoyaltyError,
@@ -32,7 +32,7 @@ class NotEligible(LoyaltyError):
     code, status = "not_eligible", 422
 
 
-class Reward(db.Model):
+class Reward(BilingualName, db.Model):
     """Something customers can redeem points for; optionally limited in stock, time or tier."""
 
     __tablename__ = "reward"
@@ -51,11 +51,6 @@ class Reward(db.Model):
     ends_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     min_tier: Mapped[str | None] = mapped_column(sa.String(32))
     active: Mapped[bool] = mapped_column(default=True)
-
-    def __str__(self) -> str:
-        from flask_babel import get_locale
-
-        return self.name_zh if str(get_locale() or "en").startswith("zh") else self.name_en
 
 
 class Redemption(db.Model):

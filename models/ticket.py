@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models import UTCDateTime, db, stamp_after_insert, utcnow
+from models import BilingualName, UTCDateTime, db, stamp_after_insert, utcnow
 from models.audit import record_event
 from models.crypto import EncryptedText, blind_index
 from models.sla import Calendar
@@ -70,7 +70,7 @@ class TicketError(ValueError):
     """A ticket operation that the rules refuse; the message says why."""
 
 
-class TicketCategory(db.Model):
+class TicketCategory(BilingualName, db.Model):
     """A kind of ticket (complaint, inquiry, …), named in both languages; admins edit the list."""
 
     __tablename__ = "ticket_category"
@@ -81,12 +81,6 @@ class TicketCategory(db.Model):
     name_zh: Mapped[str] = mapped_column(sa.String(100))
     active: Mapped[bool] = mapped_column(default=True)
     position: Mapped[int] = mapped_column(default=0)
-
-    def __str__(self) -> str:
-        from flask_babel import get_locale
-
-        locale = str(get_locale() or "en")
-        return self.name_zh if locale.startswith("zh") else self.name_en
 
 
 class Ticket(db.Model):
