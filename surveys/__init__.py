@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask_babel import get_timezone
 
+import models.survey  # noqa: F401  (the survey pages come next; the tables are registered now)
 from extensions import limiter
 from models import db
 from models.contact import InvalidContact
