@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
-import config
 from models import db
-from models.crypto import EXTENSION_KEY, KeyRing, keyring, new_key
+from models.crypto import keyring
+from models.keys import KeyChangeRefused, add_key_version, retire_key_version
 from models.user import PasswordPolicyError, Role, StaffUser, create_staff_user
 
 
@@ -113,7 +113,10 @@ def rotate_keys_command(add_key: bool, batch_size: int) -> None:
     from models.keys import rotate_keys, stale_value_count
 
     if add_key:
-        _add_key_version()
+        try:
+            click.echo(f"Added key version {add_key_version(current_app.instance_path)}.")
+        except KeyChangeRefused as exc:
+            raise click.ClickException(str(exc)) from None
     total = stale_value_count()
     ring = keyring()
     click.echo(f"Newest key: version {ring.current_version}; {total} values to re-encrypt.")
@@ -122,39 +125,15 @@ def rotate_keys_command(add_key: bool, batch_size: int) -> None:
     click.echo(f"Re-encrypted {done} values. Older key versions can now be retired.")
 
 
-def _add_key_version() -> None:
-    material = config.load_key_material(current_app.instance_path)
-    if material["source"] == "environment":
-        raise click.ClickException(
-            "Keys come from the environment: add the new version to PATRON_ENCRYPTION_KEYS."
-        )
-    version = max(material["encryption_keys"]) + 1
-    material["encryption_keys"][version] = new_key()
-    config.save_key_material(current_app.instance_path, material)
-    current_app.extensions[EXTENSION_KEY] = KeyRing.from_material(material)
-    click.echo(f"Added key version {version}.")
-
-
 @click.command("retire-key")
 @click.argument("version", type=int)
 @with_appcontext
 def retire_key_command(version: int) -> None:
     """Remove an old key version from instance/keys.json once no value uses it."""
-    from models.keys import count_by_key_version
-
-    ring = keyring()
-    if version == ring.current_version:
-        raise click.ClickException("The newest key cannot be retired; rotate to a newer one first.")
-    in_use = count_by_key_version().get(version)
-    if in_use is None:
-        raise click.ClickException(f"There is no key version {version}.")
-    if in_use:
-        raise click.ClickException(f"{in_use} values still use key {version}; run flask rotate-keys.")
-    material = config.load_key_material(current_app.instance_path)
-    if material["source"] == "environment":
-        raise click.ClickException(f"Remove version {version} from PATRON_ENCRYPTION_KEYS.")
-    del material["encryption_keys"][version]
-    config.save_key_material(current_app.instance_path, material)
+    try:
+        retire_key_version(current_app.instance_path, version)
+    except KeyChangeRefused as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(f"Key version {version} retired.")
 
 

@@ -26,7 +26,14 @@ from models import db
 from models.api_key import SCOPES, create_api_key, revoke
 from models.audit import record_event
 from models.customer import find_customer_id
-from models.loyalty import ENTRY_LABELS, LoyaltyError, NewPurchase, record_purchase, refund_purchase
+from models.loyalty import (
+    ENTRY_LABELS,
+    PURCHASE_CHANNELS,
+    LoyaltyError,
+    NewPurchase,
+    record_purchase,
+    refund_purchase,
+)
 from models.purchase_import import import_purchases
 from models.rewards import REDEMPTION_LABELS, Redemption, cancel_redemption, mark_used
 from security import CheckedForm
@@ -34,6 +41,10 @@ from security import CheckedForm
 
 def customer_ref(view, context, model, name):
     return model.customer.member_no if model.customer else ""
+
+
+def purchase_channel(view, context, model, name):
+    return PURCHASE_CHANNELS.get(model.channel, model.channel)
 
 
 def entry_kind(view, context, model, name):
@@ -83,8 +94,8 @@ class PurchaseView(StaffModelView):
         "points": _l("Points"),
         "status": _l("Status"),
     }
-    column_formatters = {"customer": customer_ref}
-    column_formatters_export = {"customer": customer_ref}
+    column_formatters = {"customer": customer_ref, "channel": purchase_channel}
+    column_formatters_export = {"customer": customer_ref, "channel": purchase_channel}
     column_default_sort = ("purchased_at", True)
     column_searchable_list = ["order_ref", "source"]
     column_filters = ["purchased_at", "source", "channel", "status"]
@@ -101,12 +112,7 @@ class PurchaseView(StaffModelView):
         ),
         "channel": SelectField(
             _l("Channel"),
-            choices=[
-                ("store", _l("In store")),
-                ("online", _l("Online shop")),
-                ("phone", _l("Phone")),
-                ("other", _l("Other")),
-            ],
+            choices=list(PURCHASE_CHANNELS.items()),
         ),
     }
 

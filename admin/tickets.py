@@ -34,6 +34,7 @@ from models.ticket import (
     CHANNEL_LABELS,
     MESSAGE_KIND_LABELS,
     OPEN_STATUSES,
+    SLA_STATE_LABELS,
     STATUS_LABELS,
     TRANSITIONS,
     NewTicket,
@@ -82,18 +83,13 @@ def customer_label(view, context, model: Ticket, name: str):
     return model.customer.member_no if model.customer else ""
 
 
+SLA_BADGES = {"paused": "secondary", "overdue": "danger", "breached": "warning", "due_soon": "warning"}
+
+
 def sla_state(ticket: Ticket) -> tuple[str, str] | None:
-    """(badge colour, label) describing where the ticket stands against its SLA."""
-    now = utcnow()
-    if ticket.paused_since is not None and ticket.is_open:
-        return "secondary", str(_l("Paused"))
-    if ticket.overdue(now):
-        return "danger", str(_l("Overdue"))
-    if ticket.first_response_breached or ticket.resolution_breached:
-        return "warning", str(_l("Breached"))
-    if ticket.due_soon(now):
-        return "warning", str(_l("Due soon"))
-    return None
+    """(badge colour, label) for where the ticket stands against its SLA."""
+    state = ticket.sla_state(utcnow())
+    return (SLA_BADGES[state], str(SLA_STATE_LABELS[state])) if state else None
 
 
 def sla_badge(view, context, model: Ticket, name: str):
@@ -101,11 +97,6 @@ def sla_badge(view, context, model: Ticket, name: str):
     if state is None:
         return ""
     return Markup('<span class="badge badge-{}">{}</span>').format(*state)
-
-
-def sla_text(view, context, model: Ticket, name: str):
-    state = sla_state(model)
-    return state[1] if state else ""
 
 
 def _known_customer(form, field) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from flask import request
 
+from models.loyalty import PURCHASE_CHANNELS
+
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -63,7 +65,7 @@ SCHEMAS = {
             "currency": {"type": "string", "minLength": 3, "maxLength": 3, "example": "CNY"},
             "channel": {
                 "type": ["string", "null"],
-                "enum": ["store", "online", "app", "phone", "other", None],
+                "enum": [*PURCHASE_CHANNELS, None],
             },
             "purchased_at": {"type": ["string", "null"], "format": "date-time"},
         },

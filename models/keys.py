@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
+from flask import current_app
 
+import config
 from models import db
-from models.crypto import encrypted_columns, keyring
+from models.crypto import EXTENSION_KEY, KeyRing, encrypted_columns, keyring, new_key
 
 
 def _raw(column: sa.Column) -> sa.ColumnElement:
@@ -84,3 +86,38 @@ def rotate_keys(batch_size: int = 500, progress: Callable[[int], None] | None = 
             if progress:
                 progress(len(rows))
     return done
+
+
+class KeyChangeRefused(ValueError):
+    """A key version cannot be added or retired; the message says why."""
+
+
+def _instance_material(instance_path: str) -> dict:
+    material = config.load_key_material(instance_path)
+    if material["source"] == "environment":
+        raise KeyChangeRefused("Keys come from the environment: change PATRON_ENCRYPTION_KEYS instead.")
+    return material
+
+
+def add_key_version(instance_path: str) -> int:
+    """Add a new newest key to instance/keys.json and load it; returns its version."""
+    material = _instance_material(instance_path)
+    version = max(material["encryption_keys"]) + 1
+    material["encryption_keys"][version] = new_key()
+    config.save_key_material(instance_path, material)
+    current_app.extensions[EXTENSION_KEY] = KeyRing.from_material(material)
+    return version
+
+
+def retire_key_version(instance_path: str, version: int) -> None:
+    """Remove an old key from instance/keys.json, only once no stored value uses it."""
+    if version == keyring().current_version:
+        raise KeyChangeRefused("The newest key cannot be retired; rotate to a newer one first.")
+    in_use = count_by_key_version().get(version)
+    if in_use is None:
+        raise KeyChangeRefused(f"There is no key version {version}.")
+    if in_use:
+        raise KeyChangeRefused(f"{in_use} values still use key {version}; run flask rotate-keys.")
+    material = _instance_material(instance_path)
+    del material["encryption_keys"][version]
+    config.save_key_material(instance_path, material)

@@ -29,6 +29,14 @@ ENTRY_LABELS = {
     "expire": _l("Expired"),
     "reverse": _l("Reversed"),
 }
+# Where a purchase was made; one list for the panel, CSV imports and the API.
+PURCHASE_CHANNELS = {
+    "store": _l("In store"),
+    "online": _l("Online shop"),
+    "app": _l("App"),
+    "phone": _l("Phone"),
+    "other": _l("Other"),
+}
 # Reasons the system writes on its own, shown in the reader's language (free text stays as typed).
 REASON_LABELS = {
     "purchase": _l("Purchase"),
@@ -433,16 +441,6 @@ def _forget_programme(session: Session, _context) -> None:
         current_app.extensions.pop(PROGRAMME_CACHE, None)
 
 
-def promotions_at(moment: datetime) -> list[Promotion]:
-    return list(
-        db.session.scalars(
-            sa.select(Promotion).where(
-                Promotion.active.is_(True), Promotion.starts_at <= moment, Promotion.ends_at > moment
-            )
-        )
-    )
-
-
 @dataclass
 class PurchaseResult:
     purchase: Purchase
@@ -474,6 +472,8 @@ def validate_purchase(spec: NewPurchase) -> None:
         raise LoyaltyError(str(_l("The amount must be positive, with at most two decimals.")))
     if not spec.order_ref.strip() or len(spec.order_ref) > 64:
         raise LoyaltyError(str(_l("An order reference of 1 to 64 characters is required.")))
+    if spec.channel not in PURCHASE_CHANNELS:
+        raise LoyaltyError(f"channel must be one of {', '.join(PURCHASE_CHANNELS)}.")
     from models.customer import Customer
 
     if spec.member_no is None:

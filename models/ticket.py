@@ -59,6 +59,12 @@ DEFAULT_CATEGORIES = [
     ("other", "Other", "其他"),
 ]
 DUE_SOON = timedelta(hours=2)
+SLA_STATE_LABELS = {
+    "paused": _l("Paused"),
+    "overdue": _l("Overdue"),
+    "breached": _l("Breached"),
+    "due_soon": _l("Due soon"),
+}
 
 
 def _in(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstraint:
@@ -148,6 +154,18 @@ class Ticket(db.Model):
     def breached(self, now: datetime) -> bool:
         """Whether a target was missed (flagged, or overdue right now)."""
         return self.first_response_breached or self.resolution_breached or self.overdue(now)
+
+    def sla_state(self, now: datetime) -> str | None:
+        """Where the ticket stands against its SLA: paused, overdue, breached, due_soon or None."""
+        if self.paused_since is not None and self.is_open:
+            return "paused"
+        if self.overdue(now):
+            return "overdue"
+        if self.first_response_breached or self.resolution_breached:
+            return "breached"
+        if self.due_soon(now):
+            return "due_soon"
+        return None
 
     def due_soon(self, now: datetime, within: timedelta = DUE_SOON) -> bool:
         """Whether a target falls due within `within` (and none has passed yet)."""
