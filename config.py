@@ -18,6 +18,7 @@ DEFAULTS = {
     "LOGIN_FAILURES_PER_ACCOUNT": "5 per 15 minutes",
     "PUBLIC_FORM_RATE_LIMIT": "5 per 10 minutes",
     "TRACKING_RATE_LIMIT": "30 per minute",
+    "SURVEY_RATE_LIMIT": "20 per 10 minutes",
     "LOYALTY_CURRENCY": "CNY",
     "POINTS_EXPIRE_MONTHS": 24,
     "LOYALTY_SETTINGS_TTL": 5,

@@ -1,6 +1,6 @@
 """Flask extensions, created unbound here and bound to each app in create_app()."""
 
-from flask import current_app, has_request_context, request, session
+from flask import current_app, g, has_request_context, request, session
 from flask_babel import Babel
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -16,7 +16,8 @@ SUPPORTED_LOCALES = ("en", "zh_Hans_CN")
 
 
 def select_locale() -> str:
-    """The staff member's language setting, else the browser's Accept-Language.
+    """The visitor's explicit choice, the staff member's setting, the page's language
+    (a survey in the customer's language), else the browser's Accept-Language.
 
     Any Chinese request answers zh_Hans_CN, the name Flask-Admin's catalogue uses.
     """
@@ -30,6 +31,8 @@ def select_locale() -> str:
         return current_user.language
     if session.get("lang") in SUPPORTED_LOCALES:
         return session["lang"]
+    if g.get("page_locale") in SUPPORTED_LOCALES:
+        return g.page_locale
     best = request.accept_languages.best_match(["en", "zh", "zh-CN", "zh-Hans", "zh-TW"], default="en")
     return "zh_Hans_CN" if best.lower().startswith("zh") else "en"
 

@@ -46,6 +46,7 @@ class Survey(db.Model):
     """A questionnaire, answered through personal invitations or an anonymous public link."""
 
     __tablename__ = "survey"
+    __table_args__ = (sa.CheckConstraint("detractor_nps BETWEEN 0 AND 10", name="detractor_nps"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     title: Mapped[str] = mapped_column(sa.String(200))
@@ -55,6 +56,12 @@ class Survey(db.Model):
     opens_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     closes_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     public_slug: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
+    # The anonymous link /p/<public_slug> answers only while this is on.
+    public_link: Mapped[bool] = mapped_column(default=False)
+    # An NPS answer at or under this opens a follow-up ticket.
+    detractor_nps: Mapped[int] = mapped_column(default=DETRACTOR_NPS)
+    # Resolving a ticket invites its customer to this survey (the newest open one wins).
+    send_on_resolution: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     questions: Mapped[list[Question]] = relationship(
@@ -115,6 +122,7 @@ class Invitation(db.Model):
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     survey = relationship(Survey)
+    customer = relationship("Customer")
 
     def __str__(self) -> str:
         return f"#{self.id} {self.status}"
@@ -133,6 +141,8 @@ class SurveyResponse(db.Model):
     )
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     follow_up_ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket.id", ondelete="SET NULL"))
+    # A random key the form carries: the same form sent twice is stored once.
+    submission_key: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
 
     answers: Mapped[list[Answer]] = relationship(back_populates="response", cascade="all, delete-orphan")
 
@@ -164,6 +174,27 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def survey_problems(survey: Survey) -> list[str]:
+    """What keeps a survey from being answered well: checked when staff save it."""
+    problems = []
+    if survey.opens_at and survey.closes_at and survey.closes_at <= survey.opens_at:
+        problems.append(str(_l("The survey must close after it opens.")))
+    if not survey.questions:
+        problems.append(str(_l("Add at least one question.")))
+    for question in survey.questions:
+        if question.kind in ("single", "multiple") and len(set(question.choices)) < 2:
+            problems.append(
+                str(_l("“%(q)s” needs at least two different options, one per line.", q=question.prompt))
+            )
+    return problems
+
+
+def ensure_public_slug(survey: Survey) -> None:
+    """A survey whose anonymous link is on gets a hard-to-guess slug if it has none."""
+    if survey.public_link and not survey.public_slug:
+        survey.public_slug = secrets.token_urlsafe(9)
+
+
 def create_invitation(
     survey: Survey,
     customer_id: int | None,
@@ -189,26 +220,95 @@ def create_invitation(
     return invitation, token
 
 
+MAX_INVITATIONS = 5000  # per request: the links are shown on one page
+
+
+def invite_customers(
+    survey: Survey, customer_ids: list[int], days_valid: int = 14, now: datetime | None = None
+) -> list[tuple[Invitation, str]]:
+    """One invitation per customer (duplicates dropped), in one transaction; the caller commits."""
+    now = now or utcnow()
+    if survey.closes_at is not None and survey.closes_at <= now:
+        raise SurveyError(str(_l("This survey has closed; reopen it before inviting anyone.")))
+    unique = list(dict.fromkeys(customer_ids))
+    if not unique:
+        raise SurveyError(str(_l("No customers to invite.")))
+    if len(unique) > MAX_INVITATIONS:
+        raise SurveyError(str(_l("Invite at most %(n)d customers at a time.", n=MAX_INVITATIONS)))
+    return [create_invitation(survey, cid, days_valid, now=now) for cid in unique]
+
+
+def segment_query(
+    tag: str | None = None, city: str | None = None, language: str | None = None, tier: str | None = None
+) -> sa.Select:
+    """Customer ids matching every criterion given (a tag, a city, a language, a tier)."""
+    from models.customer import Customer
+    from models.loyalty import LoyaltyAccount
+
+    query = sa.select(Customer.id).order_by(Customer.id)
+    if tag:
+        tags = sa.literal(",") + Customer.tags + sa.literal(",")
+        query = query.where(tags.contains(f",{tag.strip()},", autoescape=True))
+    if city:
+        query = query.where(Customer.city == city.strip())
+    if language:
+        query = query.where(Customer.language == language)
+    if tier:
+        member = sa.select(LoyaltyAccount.customer_id).where(LoyaltyAccount.tier_code == tier)
+        if tier == "member":  # customers without an account are members too
+            has_account = sa.select(LoyaltyAccount.customer_id)
+            query = query.where(sa.or_(Customer.id.in_(member), Customer.id.not_in(has_account)))
+        else:
+            query = query.where(Customer.id.in_(member))
+    return query
+
+
+def find_invitation(token: str) -> Invitation | None:
+    """The invitation of a token, changing nothing; None if unknown."""
+    if not token or len(token) > 100:
+        return None
+    return db.session.scalar(sa.select(Invitation).where(Invitation.token_hash == hash_token(token)))
+
+
+def _check_usable(invitation: Invitation, now: datetime) -> None:
+    """Raise InvitationGone if the invitation was answered or has expired."""
+    if invitation.status == "responded":
+        raise InvitationGone(str(_l("This survey link has been used already.")))
+    if invitation.expires_at <= now or not invitation.survey.is_open(now):
+        raise InvitationGone(str(_l("This survey link has expired.")))
+
+
 def open_invitation(token: str, now: datetime | None = None) -> Invitation | None:
     """The invitation of a token, marked opened; None if unknown, InvitationGone if used or expired."""
     now = now or utcnow()
     begin_write()  # it may mark the invitation opened or expired: read and write under one lock
-    invitation = db.session.scalar(sa.select(Invitation).where(Invitation.token_hash == hash_token(token)))
+    invitation = find_invitation(token)
     if invitation is None:
         db.session.rollback()
         return None
-    if invitation.status == "responded":
-        db.session.rollback()
-        raise InvitationGone(str(_l("This survey link has been used already.")))
-    if invitation.expires_at <= now or not invitation.survey.is_open(now):
-        if invitation.status != "expired":
+    try:
+        _check_usable(invitation, now)
+    except InvitationGone:
+        if invitation.status not in ("responded", "expired"):
             invitation.status = "expired"
             db.session.commit()
-        raise InvitationGone(str(_l("This survey link has expired.")))
+        else:
+            db.session.rollback()
+        raise
     if invitation.status in ("created", "sent"):
         invitation.status, invitation.opened_at = "opened", now
     db.session.commit()
     return invitation
+
+
+def mark_sent(invitations: list[Invitation]) -> int:
+    """Record that links were handed to their customers (by hand, until email delivery exists)."""
+    changed = 0
+    for invitation in invitations:
+        if invitation.status == "created":
+            invitation.status = "sent"
+            changed += 1
+    return changed
 
 
 def _check_answer(question: Question, raw) -> dict | None:
@@ -219,28 +319,34 @@ def _check_answer(question: Question, raw) -> dict | None:
         return None
     if question.kind in ("nps", "rating"):
         low, high = (0, 10) if question.kind == "nps" else (1, 5)
-        value = int(raw)
-        if not low <= value <= high:
+        value = int(raw) if str(raw).strip().lstrip("-").isdigit() else None
+        if value is None or not low <= value <= high:
             raise ValueError(str(_l("Choose a value from %(low)d to %(high)d.", low=low, high=high)))
         return {"number": value}
     if question.kind in ("single", "multiple"):
         picked = [raw] if isinstance(raw, str) else list(raw)
         if any(p not in question.choices for p in picked) or (question.kind == "single" and len(picked) != 1):
             raise ValueError(str(_l("Choose from the options given.")))
-        return {"choices": json.dumps(picked, ensure_ascii=False)}
+        return {"choices": json.dumps(list(dict.fromkeys(picked)), ensure_ascii=False)}
     text = str(raw).strip()[:5000]
     if not text and question.required:
         raise ValueError(str(_l("Please answer this question.")))
     return {"text": text} if text else None
 
 
-def is_detractor(question: Question, number: int | None) -> bool:
-    """Whether an answer calls for a follow-up (NPS at or under 6, or CSAT 1–2)."""
+def is_detractor(question: Question, number: int | None, threshold: int = DETRACTOR_NPS) -> bool:
+    """Whether an answer calls for a follow-up (NPS at or under the threshold, or CSAT 1–2)."""
     if number is None:
         return False
-    return (question.kind == "nps" and number <= DETRACTOR_NPS) or (
+    return (question.kind == "nps" and number <= threshold) or (
         question.kind == "rating" and number <= DETRACTOR_CSAT
     )
+
+
+def _response_by_key(key: str | None) -> SurveyResponse | None:
+    if not key:
+        return None
+    return db.session.scalar(sa.select(SurveyResponse).where(SurveyResponse.submission_key == key))
 
 
 def submit_response(
@@ -248,17 +354,29 @@ def submit_response(
     raw_answers: dict[int, object],
     invitation: Invitation | None = None,
     now: datetime | None = None,
+    submission_key: str | None = None,
 ) -> SurveyResponse:
     """Store a response in one transaction (committed); a detractor opens a follow-up ticket.
 
-    Raises AnswersInvalid (nothing stored) or InvitationGone (the invitation was answered,
-    even by a request at the same moment: the database allows one response per invitation).
+    The same form sent again (same `submission_key`) returns the response stored the first
+    time. Raises AnswersInvalid (nothing stored), SurveyError (the survey is not taking
+    answers this way) or InvitationGone (the invitation was answered, even by a request at
+    the same moment: the database allows one response per invitation, or it has expired).
     """
     now = now or utcnow()
     begin_write()  # on SQLite a reader that later writes can fail outright; take the lock first
-    if invitation is not None and invitation.status == "responded":
+    earlier = _response_by_key(submission_key)
+    if earlier is not None:
+        db.session.commit()
+        return earlier
+    try:
+        if invitation is not None:
+            _check_usable(invitation, now)
+        elif not (survey.public_link and survey.is_open(now)):
+            raise SurveyError(str(_l("This survey is not taking answers.")))
+    except SurveyError:
         db.session.rollback()
-        raise InvitationGone(str(_l("This survey link has been used already.")))
+        raise
     errors, values = {}, {}
     for question in survey.questions:
         try:
@@ -273,6 +391,7 @@ def submit_response(
         invitation_id=invitation.id if invitation else None,
         customer_id=invitation.customer_id if invitation else None,
         submitted_at=now,
+        submission_key=submission_key,
     )
     for question in survey.questions:
         if values[question.id]:
@@ -283,21 +402,38 @@ def submit_response(
     try:
         db.session.flush()
         _follow_up(survey, response, values, now)
+        if invitation is not None and invitation.ticket_id:
+            _score_ticket(survey, invitation.ticket_id, values, now)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
+        earlier = _response_by_key(submission_key)  # the same form, sent twice at once
+        if earlier is not None:
+            return earlier
         raise InvitationGone(str(_l("This survey link has been used already."))) from None
     return response
+
+
+def _numbers(survey: Survey, values: dict, kind: str) -> list[tuple[Question, int]]:
+    return [
+        (q, values[q.id]["number"])
+        for q in survey.questions
+        if q.kind == kind and (values.get(q.id) or {}).get("number") is not None
+    ]
 
 
 def _follow_up(survey: Survey, response: SurveyResponse, values: dict, now: datetime) -> None:
     """A detractor's answer opens a ticket linked to the response."""
     from models.ticket import NewTicket, category_by_code, open_ticket
 
-    low = [q for q in survey.questions if is_detractor(q, (values.get(q.id) or {}).get("number"))]
+    low = [
+        (q, n)
+        for q, n in _numbers(survey, values, "nps") + _numbers(survey, values, "rating")
+        if is_detractor(q, n, survey.detractor_nps)
+    ]
     if not low:
         return
-    scores = ", ".join(f"{q.kind.upper()} {values[q.id]['number']}" for q in low)
+    scores = ", ".join(f"{'NPS' if q.kind == 'nps' else 'CSAT'} {n}" for q, n in low)
     ticket, _code = open_ticket(
         NewTicket(
             subject=f"Survey follow-up: {survey.title} ({scores})"[:200],
@@ -311,3 +447,50 @@ def _follow_up(survey: Survey, response: SurveyResponse, values: dict, now: date
     )
     db.session.flush()
     response.follow_up_ticket_id = ticket.id
+
+
+def _score_ticket(survey: Survey, ticket_id: int, values: dict, now: datetime) -> None:
+    """The first rating answer of a ticket's satisfaction survey is stored on the ticket."""
+    from models.ticket import Ticket
+
+    ratings = _numbers(survey, values, "rating")
+    ticket = db.session.get(Ticket, ticket_id)
+    if ratings and ticket is not None:
+        ticket.csat_score, ticket.csat_at = ratings[0][1], now
+
+
+def resolution_survey(now: datetime | None = None) -> Survey | None:
+    """The survey sent when a ticket is resolved: the newest open one marked for it."""
+    now = now or utcnow()
+    candidates = db.session.scalars(
+        sa.select(Survey).where(Survey.send_on_resolution.is_(True)).order_by(Survey.id.desc())
+    )
+    return next((s for s in candidates if s.is_open(now)), None)
+
+
+def invite_after_resolution(ticket, now: datetime | None = None) -> str | None:
+    """Invite a resolved ticket's customer to the satisfaction survey; the token, or None.
+
+    Nothing is sent for a ticket without a known customer, when no survey is marked for
+    resolutions, or when the ticket already has an invitation still waiting or answered
+    (a reopened and re-resolved ticket is not asked twice). The caller commits.
+    """
+    now = now or utcnow()
+    survey = resolution_survey(now)
+    if survey is None or ticket.customer_id is None:
+        return None
+    asked = db.session.scalar(
+        sa.select(sa.func.count(Invitation.id)).where(
+            Invitation.ticket_id == ticket.id,
+            sa.or_(
+                Invitation.status == "responded",
+                sa.and_(Invitation.status != "expired", Invitation.expires_at > now),
+            ),
+        )
+    )
+    if asked:
+        return None
+    _invitation, token = create_invitation(
+        survey, ticket.customer_id, days_valid=7, ticket_id=ticket.id, now=now
+    )
+    return token

@@ -97,6 +97,7 @@ class Ticket(db.Model):
         _in("status", STATUSES, "status"),
         _in("priority", PRIORITIES, "priority"),
         _in("channel", CHANNELS, "channel"),
+        sa.CheckConstraint("csat_score BETWEEN 1 AND 5", name="csat_score"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -129,6 +130,9 @@ class Ticket(db.Model):
     paused_seconds: Mapped[int] = mapped_column(default=0)
     first_response_breached: Mapped[bool] = mapped_column(default=False)
     resolution_breached: Mapped[bool] = mapped_column(default=False)
+    # The customer's satisfaction (1–5) from the survey sent when the ticket was resolved.
+    csat_score: Mapped[int | None]
+    csat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     customer = relationship("Customer", lazy="joined")
     category = relationship(TicketCategory, lazy="joined")

@@ -1,16 +1,19 @@
-"""Public pages for customers (feedback, complaint tracking, later surveys). Never imports `admin`."""
+"""Public pages for customers: feedback, complaint tracking and surveys. Never imports `admin`."""
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask_babel import get_timezone
+from flask_babel import gettext as _
 
-import models.survey  # noqa: F401  (the survey pages come next; the tables are registered now)
 from extensions import limiter
-from models import db
+from models import db, utcnow
 from models.contact import InvalidContact
 from models.feedback import submit_feedback
+from models.survey import InvitationGone, Survey, find_invitation, open_invitation
 from models.ticket import STATUS_LABELS, find_by_tracking_code
+from surveys.answers import answer_page, render_gone, use_page_locale
 from surveys.forms import FeedbackForm, TrackForm
 
 bp = Blueprint("surveys", __name__)
@@ -22,6 +25,10 @@ def _form_limit() -> str:
 
 def _track_limit() -> str:
     return current_app.config["TRACKING_RATE_LIMIT"]
+
+
+def _survey_limit() -> str:
+    return current_app.config["SURVEY_RATE_LIMIT"]
 
 
 @bp.route("/feedback", methods=["GET", "POST"])
@@ -75,3 +82,34 @@ def track(code: str):
         messages=messages,
         zone=str(get_timezone()),
     )
+
+
+@bp.route("/s/<token>", methods=["GET", "POST"])
+@limiter.limit(_track_limit, methods=["GET"])
+@limiter.limit(_survey_limit, methods=["POST"])
+def invitation(token: str):
+    """A personal, single-use survey link."""
+    invitation = find_invitation(token)
+    if invitation is None:
+        abort(404)
+    customer = invitation.customer
+    use_page_locale(customer.language if customer else invitation.survey.language)
+    if request.method == "GET":
+        try:
+            open_invitation(token)  # marks it opened, or finds it used or expired
+        except InvitationGone as exc:
+            return render_gone(str(exc))
+    return answer_page(invitation.survey, invitation)
+
+
+@bp.route("/p/<slug>", methods=["GET", "POST"])
+@limiter.limit(_survey_limit, methods=["POST"])
+def public_survey(slug: str):
+    """A survey's anonymous link, open to anyone while the survey allows it."""
+    survey = db.session.scalar(sa.select(Survey).where(Survey.public_slug == slug, Survey.public_link))
+    if survey is None:
+        abort(404)
+    use_page_locale(survey.language)
+    if not survey.is_open(utcnow()):
+        return render_gone(_("This survey is not taking answers at the moment."))
+    return answer_page(survey)

@@ -27,7 +27,7 @@ NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
 def make_survey() -> Survey:
-    survey = Survey(title="After your visit", language="en")
+    survey = Survey(title="After your visit", language="en", public_link=True)
     survey.questions = [
         Question(position=1, kind="nps", prompt="How likely are you to recommend us?", required=True),
         Question(position=2, kind="rating", prompt="How satisfied were you?", required=False),

@@ -1,0 +1,145 @@
+"""The public survey pages: invitation and anonymous links, kept answers, 410 and 404, abuse guards."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from models import db, utcnow
+from models.survey import Invitation, Question, Survey, SurveyResponse, create_invitation
+from models.ticket import Ticket
+from tests.conftest import csrf_token
+from tests.factories import make_customer
+
+
+@pytest.fixture
+def survey(app) -> Survey:
+    survey = Survey(
+        title="售后服务调查",
+        intro="感谢您抽出时间。",
+        thank_you="谢谢，我们会认真阅读。",
+        language="zh_Hans_CN",
+        public_link=True,
+        public_slug="after-sales",
+    )
+    survey.questions = [
+        Question(position=1, kind="nps", prompt="您向朋友推荐我们的可能性有多大？", required=True),
+        Question(position=2, kind="rating", prompt="您对这次服务满意吗？", required=True),
+        Question(
+            position=3, kind="multiple", prompt="哪些方面做得好？", required=False, options="速度\n态度\n价格"
+        ),
+        Question(position=4, kind="text", prompt="还有什么想告诉我们的？", required=False),
+    ]
+    db.session.add(survey)
+    db.session.commit()
+    return survey
+
+
+def answers(survey: Survey, nps="9", rating="5", liked=("速度",), text="很好") -> dict:
+    q = {question.kind: f"q{question.id}" for question in survey.questions}
+    return {q["nps"]: nps, q["rating"]: rating, q["multiple"]: list(liked), q["text"]: text}
+
+
+def submit(client, url: str, data: dict, page=None):
+    page = page or client.get(url)
+    form = {
+        "csrf_token": csrf_token(page.text),
+        "submission_key": csrf_token(page.text, "submission_key"),
+    }
+    return client.post(url, data=form | data)
+
+
+def stored() -> list[SurveyResponse]:
+    return list(db.session.scalars(sa.select(SurveyResponse).order_by(SurveyResponse.id)))
+
+
+def invite(survey: Survey, customer=None, **kwargs) -> tuple[Invitation, str]:
+    invitation, token = create_invitation(survey, customer.id if customer else None, **kwargs)
+    db.session.commit()
+    return invitation, token
+
+
+def test_an_invitation_is_answered_once_in_the_customers_language(client, survey):
+    customer = make_customer(language="en")
+    invitation, token = invite(survey, customer)
+    page = client.get(f"/s/{token}")
+    assert page.status_code == 200 and page.headers["Cache-Control"] == "no-store"
+    assert 'lang="en"' in page.text and "Send my answers" in page.text and "售后服务调查" in page.text
+    assert db.session.get(Invitation, invitation.id).status == "opened"
+    response = submit(client, f"/s/{token}", answers(survey), page)
+    assert response.status_code == 200 and "谢谢，我们会认真阅读。" in response.text
+    (saved,) = stored()
+    assert saved.customer_id == customer.id and saved.invitation_id == invitation.id
+    assert sorted(a.number for a in saved.answers if a.number is not None) == [5, 9]
+    assert db.session.get(Invitation, invitation.id).status == "responded"
+    again = client.get(f"/s/{token}")
+    assert again.status_code == 410 and "has been used already" in again.text
+
+
+def test_an_unknown_token_is_404_and_an_expired_one_410(client, survey):
+    assert client.get("/s/not-a-real-token-at-all").status_code == 404
+    assert client.post("/s/not-a-real-token-at-all", data={}).status_code == 404
+    _invitation, token = invite(survey, days_valid=1, now=utcnow() - timedelta(days=2))
+    gone = client.get(f"/s/{token}")
+    assert gone.status_code == 410 and "过期" in gone.text  # the survey's language: no customer
+
+
+def test_a_validation_error_keeps_the_answers_given(client, survey):
+    page = client.get("/p/after-sales")
+    response = submit(client, "/p/after-sales", answers(survey, rating="", text="送货太慢了"), page)
+    assert response.status_code == 422
+    html = response.text
+    rating = next(q for q in survey.questions if q.kind == "rating")
+    assert f'href="#q{rating.id}"' in html and 'role="alert"' in html
+    assert "送货太慢了</textarea>" in html
+    assert 'value="9" checked' in html and 'value="速度" checked' in html
+    assert stored() == []
+
+
+def test_the_same_form_sent_twice_is_stored_once(client, survey):
+    page = client.get("/p/after-sales")
+    first = submit(client, "/p/after-sales", answers(survey), page)
+    second = submit(client, "/p/after-sales", answers(survey), page)
+    assert first.status_code == second.status_code == 200
+    assert len(stored()) == 1
+    # A fresh page is a fresh response.
+    assert submit(client, "/p/after-sales", answers(survey)).status_code == 200
+    assert len(stored()) == 2
+
+
+def test_the_anonymous_link_can_be_switched_off_or_closed(client, survey):
+    survey.public_link = False
+    db.session.commit()
+    assert client.get("/p/after-sales").status_code == 404
+    survey.public_link, survey.closes_at = True, utcnow() - timedelta(hours=1)
+    db.session.commit()
+    assert client.get("/p/after-sales").status_code == 410
+
+
+def test_a_detractor_answer_opens_a_follow_up_ticket(client, survey):
+    customer = make_customer()
+    _invitation, token = invite(survey, customer)
+    submit(client, f"/s/{token}", answers(survey, nps="3", rating="2"))
+    (response,) = stored()
+    ticket = db.session.get(Ticket, response.follow_up_ticket_id)
+    assert ticket.priority == "high" and ticket.customer_id == customer.id
+    assert "NPS 3" in ticket.subject and "CSAT 2" in ticket.subject
+
+
+def test_csrf_honeypot_and_rate_limit_guard_the_form(client, app, survey):
+    data = answers(survey)
+    assert client.post("/p/after-sales", data=data).status_code == 400
+    bot = submit(client, "/p/after-sales", data | {"website": "http://spam.example"})
+    assert bot.status_code == 200 and stored() == []
+    app.config["SURVEY_RATE_LIMIT"] = "2 per minute"
+    codes = [submit(client, "/p/after-sales", data).status_code for _ in range(3)]
+    assert codes[-1] == 429 and len(stored()) < 3
+
+
+def test_text_is_escaped_on_the_page(client, survey):
+    survey.intro = "<script>alert(1)</script>"
+    db.session.commit()
+    html = client.get("/p/after-sales").text
+    assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
