@@ -24,6 +24,7 @@ from admin.loyalty import (
 )
 from admin.sla import BusinessCalendarView, HolidayView, SlaPolicyView, TicketCategoryView
 from admin.staff import StaffUserView
+from admin.surveys import InvitationView, SurveyInviteView, SurveyResultsView, SurveyView
 from admin.tickets import DueSoonTicketView, MyTicketView, OverdueTicketView, TicketView, UnassignedTicketView
 from models import db
 from models.api_key import ApiKey
@@ -32,6 +33,7 @@ from models.customer import Customer
 from models.loyalty import EarningRule, PointsEntry, Promotion, Purchase, Tier
 from models.rewards import Redemption, Reward
 from models.sla_policy import BusinessCalendar, Holiday, SlaPolicy
+from models.survey import Invitation, Survey
 from models.ticket import Ticket, TicketCategory
 from models.user import StaffUser
 
@@ -69,6 +71,23 @@ def init_admin(app: Flask) -> Admin:
             endpoint="purchase_import",
             url="/admin/purchase_import",
             category=loyalty,
+        )
+    )
+    surveys = _l("Surveys")
+    admin.add_view(SurveyView(Survey, db, name=_l("Surveys"), endpoint="survey_builder", category=surveys))
+    admin.add_view(
+        InvitationView(
+            Invitation, db, name=_l("Invitations"), endpoint="survey_invitations", category=surveys
+        )
+    )
+    admin.add_view(
+        SurveyInviteView(
+            name=_l("Invite"), endpoint="survey_invite", url="/admin/survey_invite", category=surveys
+        )
+    )
+    admin.add_view(
+        SurveyResultsView(
+            name=_l("Results"), endpoint="survey_results", url="/admin/survey_results", category=surveys
         )
     )
     settings = _l("Settings")

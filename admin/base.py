@@ -129,6 +129,13 @@ class StaffModelView(StaffAccess, ModelView):
     def can_delete(self) -> bool:
         return self.may("delete_view")
 
+    # Rights for single list actions, on top of the right to use the action endpoint.
+    action_rights: t.ClassVar[dict[str, str]] = {}
+
+    def is_action_allowed(self, name: str) -> bool:
+        right = self.action_rights.get(name)
+        return super().is_action_allowed(name) and (right is None or current_user.can(right))
+
     def _get_filter_groups(self):
         # Flask-Admin computes filter options once at start-up; options that come from the
         # database (owners, categories) must be read again for each page.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import flash, redirect, url_for
 from flask_admin import expose
+from flask_admin.actions import action
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -36,6 +37,7 @@ from models.loyalty import (
     recent_ledger,
     tiers,
 )
+from models.survey import INVITATION_LABELS, customer_invitations
 from security import CheckedForm
 
 
@@ -79,10 +81,11 @@ class CustomerView(StaffModelView):
         "create_view": "customer.edit",
         "edit_view": "customer.edit",
         "delete_view": "customer.erase",
-        "action_view": "customer.erase",
+        "action_view": "customer.edit",
         "export": "customer.export",
         "adjust_points": "loyalty.manage",
     }
+    action_rights = {"delete": "customer.erase", "invite": "survey.invite"}
     audit_type = "customer"
     column_list = [
         "member_no",
@@ -191,6 +194,10 @@ class CustomerView(StaffModelView):
             )
         super().on_model_delete(model)
 
+    @action("invite", _l("Invite to a survey…"))
+    def action_invite(self, ids):
+        return redirect(url_for("survey_invite.index", ids=",".join(ids)))
+
     @expose("/adjust/<int:customer_id>", methods=("POST",))
     def adjust_points(self, customer_id: int):
         """A manual points adjustment by a manager: reason required, audited."""
@@ -235,6 +242,8 @@ class CustomerView(StaffModelView):
         """Every page that shows a customer's unmasked details leaves an audit event."""
         if template == self.details_template and kwargs.get("model") is not None:
             kwargs["loyalty"] = self.loyalty_panel(kwargs["model"])
+            kwargs["survey_invitations"] = customer_invitations(kwargs["model"].id)
+            kwargs["invitation_labels"] = INVITATION_LABELS
         # Render first: the audit commit expires every loaded customer, and rendering after
         # it would fetch and decrypt each row again.
         html = super().render(template, **kwargs)

@@ -30,6 +30,7 @@ from models.contact import mask_email, mask_name, mask_phone
 from models.customer import find_customer_id
 from models.feedback import STANDARD_SUBJECTS
 from models.sla_policy import PRIORITY_LABELS
+from models.survey import invite_after_resolution
 from models.ticket import (
     CHANNEL_LABELS,
     MESSAGE_KIND_LABELS,
@@ -156,6 +157,7 @@ class TicketView(StaffModelView):
         "first_response_due",
         "resolution_due",
         "sla",
+        "csat_score",
         "created_at",
     ]
     column_labels = {
@@ -170,6 +172,7 @@ class TicketView(StaffModelView):
         "first_response_due": _l("First reply due"),
         "resolution_due": _l("Resolution due"),
         "sla": _l("SLA"),
+        "csat_score": _l("CSAT"),
         "created_at": _l("Opened"),
     }
     column_formatters = {
@@ -187,6 +190,7 @@ class TicketView(StaffModelView):
         "priority",
         "first_response_due",
         "resolution_due",
+        "csat_score",
         "created_at",
     ]
     column_default_sort = ("created_at", True)
@@ -335,8 +339,17 @@ class TicketView(StaffModelView):
             try:
                 transition(ticket, form.to_status.data, current_user)
                 record_event("ticket.status", "ticket", ticket.id, ["status"], detail=form.to_status.data)
+                token = invite_after_resolution(ticket) if ticket.status == "resolved" else None
                 db.session.commit()
                 flash(_("Status changed to %(status)s.", status=STATUS_LABELS[ticket.status]), "success")
+                if token:
+                    link = url_for("surveys.invitation", token=token, _external=True)
+                    flash(
+                        Markup(
+                            "{} <code id='csat-link'>{}</code>",
+                        ).format(_("Satisfaction survey link for the customer (shown once):"), link),
+                        "info",
+                    )
             except TicketError as exc:
                 db.session.rollback()
                 flash(str(exc), "error")

@@ -17,6 +17,13 @@ from models.crypto import EncryptedText
 
 QUESTION_KINDS = ("nps", "rating", "single", "multiple", "text")
 INVITATION_STATUSES = ("created", "sent", "opened", "responded", "expired")
+INVITATION_LABELS = {
+    "created": _l("Created"),
+    "sent": _l("Sent"),
+    "opened": _l("Opened"),
+    "responded": _l("Responded"),
+    "expired": _l("Expired"),
+}
 TOKEN_BYTES = 24  # 192 random bits
 DETRACTOR_NPS = 6  # an NPS answer at or under this opens a follow-up ticket
 DETRACTOR_CSAT = 2  # so does a CSAT (1–5) answer at or under this
@@ -145,6 +152,7 @@ class SurveyResponse(db.Model):
     submission_key: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
 
     answers: Mapped[list[Answer]] = relationship(back_populates="response", cascade="all, delete-orphan")
+    customer = relationship("Customer")
 
     def __str__(self) -> str:
         return f"response #{self.id}"
@@ -170,23 +178,67 @@ class Answer(db.Model):
         return f"answer #{self.id}"
 
 
+def customer_invitations(customer_id: int, limit: int = 10) -> list[Invitation]:
+    """A customer's newest invitations."""
+    query = (
+        sa.select(Invitation)
+        .where(Invitation.customer_id == customer_id)
+        .order_by(Invitation.id.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(query))
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
 def survey_problems(survey: Survey) -> list[str]:
-    """What keeps a survey from being answered well: checked when staff save it."""
+    """What keeps a survey from being saved: checked when staff save it."""
     problems = []
     if survey.opens_at and survey.closes_at and survey.closes_at <= survey.opens_at:
         problems.append(str(_l("The survey must close after it opens.")))
-    if not survey.questions:
+    removed = set(db.session.deleted)
+    questions = [q for q in survey.questions if q not in removed]
+    if not questions:
         problems.append(str(_l("Add at least one question.")))
-    for question in survey.questions:
+    for question in questions:
         if question.kind in ("single", "multiple") and len(set(question.choices)) < 2:
             problems.append(
                 str(_l("“%(q)s” needs at least two different options, one per line.", q=question.prompt))
             )
+    with db.session.no_autoflush:  # a flush would forget which kinds changed
+        answered = _answered(q.id for q in survey.questions if q.id is not None)
+    for question in survey.questions:
+        if question.id not in answered:
+            continue
+        if question in removed:
+            problems.append(str(_l("“%(q)s” has answers and cannot be deleted.", q=question.prompt)))
+        elif sa.inspect(question).attrs.kind.history.deleted:
+            problems.append(str(_l("“%(q)s” has answers; its type cannot change.", q=question.prompt)))
     return problems
+
+
+def _answered(question_ids) -> set[int]:
+    ids = list(question_ids)
+    if not ids:
+        return set()
+    query = sa.select(Answer.question_id).where(Answer.question_id.in_(ids)).distinct()
+    return set(db.session.scalars(query))
+
+
+def number_questions(survey: Survey) -> None:
+    """Positions 1, 2, 3… in the order staff gave (questions without a position go last)."""
+    ordered = sorted(survey.questions, key=lambda q: q.position if q.position else 10**6)
+    for position, question in enumerate(ordered, start=1):
+        question.position = position
+
+
+def has_activity(survey_id: int) -> bool:
+    """Whether a survey has invitations or responses (then it is kept, not deleted)."""
+    invited = sa.select(Invitation.id).where(Invitation.survey_id == survey_id).limit(1)
+    answered = sa.select(SurveyResponse.id).where(SurveyResponse.survey_id == survey_id).limit(1)
+    return db.session.scalar(invited) is not None or db.session.scalar(answered) is not None
 
 
 def ensure_public_slug(survey: Survey) -> None:

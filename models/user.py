@@ -65,6 +65,10 @@ RIGHTS: dict[str, frozenset[Role]] = {
     "loyalty.purchase": frozenset({Role.ADMIN, Role.MANAGER, Role.AGENT}),
     "loyalty.manage": frozenset({Role.ADMIN, Role.MANAGER}),
     "loyalty.configure": frozenset({Role.ADMIN}),
+    "survey.view": ALL_ROLES,
+    "survey.invite": frozenset({Role.ADMIN, Role.MANAGER, Role.AGENT}),
+    "survey.manage": frozenset({Role.ADMIN, Role.MANAGER}),
+    "survey.export": frozenset({Role.ADMIN, Role.MANAGER, Role.ANALYST}),
     "staff.manage": frozenset({Role.ADMIN}),
     "audit.view": frozenset({Role.ADMIN}),
 }

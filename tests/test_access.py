@@ -44,7 +44,15 @@ EXPECTED = {
     "customers.create_view": PII_ROLES,
     "customers.edit_view": PII_ROLES,
     "customers.delete_view": {"admin", "manager"},
-    "customers.action_view": {"admin", "manager"},
+    "customers.action_view": PII_ROLES,
+    "survey_builder.index_view": EVERYONE,
+    "survey_builder.create_view": {"admin", "manager"},
+    "survey_builder.edit_view": {"admin", "manager"},
+    "survey_results.results": EVERYONE,
+    "survey_results.export": {"admin", "manager", "analyst"},
+    "survey_invite.index": PII_ROLES,
+    "survey_invitations.index_view": EVERYONE,
+    "survey_invitations.action_view": PII_ROLES,
     "customers.export": {"admin", "manager", "analyst"},
 }
 ADMIN_ONLY_PREFIXES = (

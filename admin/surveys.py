@@ -1,0 +1,493 @@
+"""Survey screens: the builder, invitations and their links, and the results."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import datetime, time, timedelta
+
+import sqlalchemy as sa
+from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
+from flask_admin import expose
+from flask_admin.actions import action
+from flask_babel import get_timezone
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from markupsafe import Markup
+from werkzeug.utils import secure_filename
+from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
+from wtforms.validators import DataRequired, NumberRange, Optional
+
+from admin.base import StaffModelView, StaffView, can_view_pii
+from insights.survey_results import responses_query, survey_overview, survey_report
+from models import db, utcnow
+from models.audit import record_event
+from models.customer import CUSTOMER_LANGUAGES, find_customer_id
+from models.export import csv_safe
+from models.loyalty import tiers
+from models.survey import (
+    INVITATION_LABELS,
+    INVITATION_STATUSES,
+    QUESTION_KINDS,
+    Answer,
+    Invitation,
+    Question,
+    Survey,
+    SurveyError,
+    ensure_public_slug,
+    has_activity,
+    invite_customers,
+    mark_sent,
+    number_questions,
+    segment_query,
+    survey_problems,
+)
+from security import CheckedForm
+
+KIND_LABELS = {
+    "nps": _l("NPS (0–10)"),
+    "rating": _l("Rating (1–5, CSAT)"),
+    "single": _l("Single choice"),
+    "multiple": _l("Multiple choice"),
+    "text": _l("Free text"),
+}
+STATUS_LABELS = INVITATION_LABELS
+# Detractors red, passives grey, promoters green.
+NPS_COLOURS = {str(v): "#c0392b" if v <= 6 else ("#a0a7ae" if v <= 8 else "#27ae60") for v in range(11)}
+
+
+def survey_links(view, context, model: Survey, name: str):
+    links = [(url_for("survey_results.results", survey_id=model.id), _("Results"))]
+    if current_user.can("survey.invite"):
+        links.append((url_for("survey_invite.index", survey_id=model.id), _("Invite")))
+    return Markup(" · ").join(Markup('<a href="{}">{}</a>').format(href, text) for href, text in links)
+
+
+def public_url(view, context, model: Survey, name: str):
+    if not (model.public_link and model.public_slug):
+        return ""
+    url = url_for("surveys.public_survey", slug=model.public_slug, _external=True)
+    return Markup('<a href="{0}" target="_blank" rel="noopener">{0}</a>').format(url)
+
+
+class SurveyView(StaffModelView):
+    """The builder: a survey and its ordered questions, edited on one page."""
+
+    right = "survey.view"
+    endpoint_rights = {
+        "create_view": "survey.manage",
+        "edit_view": "survey.manage",
+        "delete_view": "survey.manage",
+        "action_view": "survey.manage",
+        "export": "survey.manage",
+    }
+    audit_type = "survey"
+    column_list = ["title", "language", "opens_at", "closes_at", "public_link", "send_on_resolution", "links"]
+    column_labels = {
+        "title": _l("Title"),
+        "language": _l("Language"),
+        "intro": _l("Introduction"),
+        "thank_you": _l("Thank-you text"),
+        "opens_at": _l("Opens"),
+        "closes_at": _l("Closes"),
+        "public_link": _l("Anonymous link"),
+        "public_slug": _l("Link name"),
+        "detractor_nps": _l("Follow-up at NPS ≤"),
+        "send_on_resolution": _l("Sent when a ticket is resolved"),
+        "links": _l("Open"),
+        "public_url": _l("Anonymous link"),
+        "created_at": _l("Created"),
+        "questions": _l("Questions"),
+    }
+    column_formatters = {
+        "language": lambda v, c, m, n: CUSTOMER_LANGUAGES.get(m.language, m.language),
+        "links": survey_links,
+        "public_url": public_url,
+    }
+    column_formatters_export = {"language": column_formatters["language"]}
+    column_details_list = [
+        "title",
+        "language",
+        "intro",
+        "thank_you",
+        "opens_at",
+        "closes_at",
+        "public_url",
+        "detractor_nps",
+        "send_on_resolution",
+        "created_at",
+    ]
+    column_sortable_list = ["title", "opens_at", "closes_at"]
+    column_default_sort = ("id", True)
+    column_searchable_list = ["title"]
+    column_filters = ["language", "public_link", "send_on_resolution", "opens_at"]
+    can_view_details = True
+    form_columns = [
+        "title",
+        "language",
+        "intro",
+        "thank_you",
+        "opens_at",
+        "closes_at",
+        "public_link",
+        "public_slug",
+        "detractor_nps",
+        "send_on_resolution",
+    ]
+    form_overrides = {"language": SelectField, "intro": TextAreaField, "thank_you": TextAreaField}
+    form_args = {
+        "title": {"label": _l("Title"), "validators": [DataRequired()]},
+        "language": {
+            "label": _l("Language"),
+            "choices": list(CUSTOMER_LANGUAGES.items()),
+            "description": _l("The language the questions are written in."),
+        },
+        "intro": {"label": _l("Introduction"), "description": _l("Shown above the questions.")},
+        "thank_you": {"label": _l("Thank-you text"), "description": _l("Shown after the answers are sent.")},
+        "public_link": {
+            "label": _l("Anonymous link"),
+            "description": _l("Anyone with the link may answer, without an invitation."),
+        },
+        "public_slug": {
+            "label": _l("Link name"),
+            "description": _l("The end of the anonymous link; leave empty for a random one."),
+        },
+        "detractor_nps": {
+            "label": _l("Follow-up at NPS ≤"),
+            "validators": [NumberRange(0, 10)],
+            "description": _l(
+                "An NPS answer at or under this opens a follow-up ticket (CSAT 1–2 always does)."
+            ),
+        },
+        "send_on_resolution": {
+            "label": _l("Sent when a ticket is resolved"),
+            "description": _l(
+                "The customer of a resolved ticket is invited; the score is kept on the ticket."
+            ),
+        },
+    }
+    inline_models = [
+        (
+            Question,
+            {
+                "form_columns": ["id", "position", "kind", "prompt", "required", "options"],
+                "form_overrides": {"kind": SelectField, "options": TextAreaField},
+                "form_args": {
+                    "position": {"label": _l("Order"), "validators": [Optional()]},
+                    "kind": {"label": _l("Type"), "choices": [(k, KIND_LABELS[k]) for k in QUESTION_KINDS]},
+                    "prompt": {"label": _l("Question"), "validators": [DataRequired()]},
+                    "required": {"label": _l("Required")},
+                    "options": {
+                        "label": _l("Options"),
+                        "description": _l("Choice questions: one option per line."),
+                    },
+                },
+                "column_labels": {"questions": _l("Questions")},
+            },
+        )
+    ]
+
+    def on_model_change(self, form, model: Survey, is_created: bool) -> None:
+        problems = survey_problems(model)
+        if problems:
+            raise ValidationError(" ".join(problems))
+        number_questions(model)
+        ensure_public_slug(model)
+        super().on_model_change(form, model, is_created)
+
+    def on_model_delete(self, model: Survey) -> None:
+        if has_activity(model.id):
+            raise ValidationError(
+                _("This survey has invitations or responses, which are kept; close it instead.")
+            )
+        super().on_model_delete(model)
+
+
+def invitation_status(view, context, model: Invitation, name: str):
+    return STATUS_LABELS.get(model.status, model.status)
+
+
+def invitation_customer(view, context, model: Invitation, name: str):
+    return model.customer.member_no if model.customer else ""
+
+
+def invitation_context(view, context, model: Invitation, name: str):
+    if model.ticket_id:
+        return _("Ticket #%(id)d", id=model.ticket_id)
+    if model.purchase_id:
+        return _("Purchase #%(id)d", id=model.purchase_id)
+    return ""
+
+
+class InvitationView(StaffModelView):
+    """Invitations and where each stands; links are shown once, when they are created."""
+
+    right = "survey.view"
+    endpoint_rights = {"action_view": "survey.invite", "export": "survey.export"}
+    audit_type = "survey_invitation"
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_export = True
+    column_list = ["survey", "customer", "status", "context", "created_at", "expires_at", "responded_at"]
+    column_labels = {
+        "survey": _l("Survey"),
+        "customer": _l("Customer"),
+        "status": _l("Status"),
+        "context": _l("Context"),
+        "created_at": _l("Created"),
+        "expires_at": _l("Expires"),
+        "opened_at": _l("Opened"),
+        "responded_at": _l("Responded"),
+    }
+    column_formatters = {
+        "status": invitation_status,
+        "customer": invitation_customer,
+        "context": invitation_context,
+    }
+    column_formatters_export = column_formatters
+    column_sortable_list = ["status", "created_at", "expires_at", "responded_at"]
+    column_default_sort = ("created_at", True)
+    column_filters = ["survey", "status", "created_at", "responded_at"]
+    column_choices = {"status": [(s, STATUS_LABELS[s]) for s in INVITATION_STATUSES]}
+
+    @action("mark_sent", _l("Mark as sent"), _l("Mark the selected invitations as given to their customers?"))
+    def action_mark_sent(self, ids):
+        mark_invitations_sent(picked_ids(",".join(ids)))
+
+
+def mark_invitations_sent(ids: list[int]) -> None:
+    """Mark invitations as given to their customers (by hand, until email delivery exists)."""
+    invitations = db.session.scalars(sa.select(Invitation).where(Invitation.id.in_(ids))).all()
+    changed = mark_sent(list(invitations))
+    record_event("survey_invitation.sent", "survey_invitation", None, ["status"], detail=f"n={changed}")
+    db.session.commit()
+    flash(_("%(n)d invitations marked as sent.", n=changed), "success")
+
+
+# Invitations ------------------------------------------------------------------------------
+def survey_choices() -> list[tuple[str, str]]:
+    """Surveys still taking answers (or not yet open), newest first."""
+    now = utcnow()
+    still_open = sa.or_(Survey.closes_at.is_(None), Survey.closes_at > now)
+    surveys = db.session.scalars(sa.select(Survey).where(still_open).order_by(Survey.id.desc()))
+    return [(str(s.id), s.title) for s in surveys]
+
+
+class InviteForm(CheckedForm):
+    survey = SelectField(_l("Survey"), validators=[DataRequired()])
+    days_valid = IntegerField(
+        _l("Valid for (days)"), default=14, validators=[DataRequired(), NumberRange(1, 365)]
+    )
+    ids = StringField(validators=[Optional()])  # customers picked on the customer list
+    customer = StringField(
+        _l("One customer"),
+        validators=[Optional()],
+        description=_l("Exact email, phone or member number."),
+    )
+    tag = StringField(_l("Tag"), validators=[Optional()])
+    city = StringField(_l("City"), validators=[Optional()])
+    language = SelectField(_l("Language"), validators=[Optional()])
+    tier = SelectField(_l("Tier"), validators=[Optional()])
+
+    def validate_customer(self, field) -> None:
+        if field.data and find_customer_id(field.data) is None:
+            raise ValidationError(_("No customer has that email, phone or member number."))
+
+
+def picked_ids(raw: str | None) -> list[int]:
+    return [int(part) for part in (raw or "").split(",") if part.strip().isdigit()]
+
+
+class SurveyInviteView(StaffView):
+    """Create invitations for one customer, a selection from the list, or a segment."""
+
+    right = "survey.invite"
+
+    def _form(self) -> InviteForm:
+        form = InviteForm(request.form if request.method == "POST" else None)
+        form.survey.choices = survey_choices()
+        form.language.choices = [("", _("Any"))] + list(CUSTOMER_LANGUAGES.items())
+        form.tier.choices = [("", _("Any"))] + [(t.code, str(t)) for t in tiers()]
+        if request.method == "GET":
+            form.survey.data = request.args.get("survey_id", form.survey.data)
+            form.ids.data = request.args.get("ids", "")
+            form.customer.data = request.args.get("customer", "")
+        return form
+
+    def _targets(self, form: InviteForm) -> list[int]:
+        if form.customer.data:
+            return [find_customer_id(form.customer.data)]
+        if form.ids.data:
+            return picked_ids(form.ids.data)
+        segment = segment_query(form.tag.data, form.city.data, form.language.data, form.tier.data)
+        return list(db.session.scalars(segment))
+
+    @expose("/", methods=("GET", "POST"))
+    def index(self):
+        form = self._form()
+        if not form.survey.choices:
+            flash(_("Create a survey first, or reopen a closed one."), "warning")
+        if request.method == "POST" and form.validate_on_submit():
+            survey = db.session.get(Survey, int(form.survey.data))
+            try:
+                created = invite_customers(survey, self._targets(form), form.days_valid.data)
+                db.session.flush()
+                record_event(
+                    "survey.invite", "survey", survey.id, ["invitations"], detail=f"n={len(created)}"
+                )
+                db.session.commit()
+            except SurveyError as exc:
+                db.session.rollback()
+                flash(str(exc), "error")
+            else:
+                return self._links_page(survey, created)
+        selected = len(picked_ids(form.ids.data))
+        return self.render("admin/survey_invite.html", form=form, selected=selected)
+
+    def _links_page(self, survey: Survey, created):
+        rows = [
+            (
+                invitation.customer.member_no if invitation.customer else "",
+                url_for("surveys.invitation", token=token, _external=True),
+            )
+            for invitation, token in created
+        ]
+        return self.render(
+            "admin/survey_links.html",
+            survey=survey,
+            rows=rows,
+            ids=",".join(str(inv.id) for inv, _token in created),
+            sent_form=CheckedForm(),
+        )
+
+    @expose("/sent", methods=("POST",))
+    def sent(self):
+        if not CheckedForm().validate_on_submit():
+            abort(400)
+        mark_invitations_sent(picked_ids(request.form.get("ids")))
+        return redirect(url_for("survey_invitations.index_view"))
+
+
+# Results --------------------------------------------------------------------------------
+class ResultsFilter(CheckedForm):
+    class Meta:
+        csrf = False  # a GET filter that changes nothing
+
+    start = DateField(_l("From"), validators=[Optional()])
+    end = DateField(_l("To"), validators=[Optional()])
+
+
+def date_range(form: ResultsFilter) -> tuple[datetime | None, datetime | None]:
+    """The filter's dates as UTC instants: from the start of `start` to the end of `end`, local time."""
+    zone = get_timezone()
+
+    def instant(day, extra_days=0):
+        if day is None:
+            return None
+        return datetime.combine(day + timedelta(days=extra_days), time(), tzinfo=zone)
+
+    return instant(form.start.data), instant(form.end.data, 1)
+
+
+class SurveyResultsView(StaffView):
+    """Per-survey results: response rate, NPS, CSAT, distributions, trend, text, agents."""
+
+    right = "survey.view"
+    endpoint_rights = {"export": "survey.export"}
+
+    def _asked(self, survey_id: int) -> tuple[Survey, ResultsFilter, datetime | None, datetime | None]:
+        """The survey (or 404), the date filter, and its range."""
+        survey = db.session.get(Survey, survey_id)
+        if survey is None:
+            abort(404)
+        form = ResultsFilter(request.args)
+        form.validate()
+        return survey, form, *date_range(form)
+
+    @expose("/")
+    def index(self):
+        return self.render("admin/survey_overview.html", lines=survey_overview())
+
+    @expose("/<int:survey_id>")
+    def results(self, survey_id: int):
+        survey, form, start, end = self._asked(survey_id)
+        identity = can_view_pii()
+        report = survey_report(survey, start, end, get_timezone(), with_identity=identity)
+        if identity and any(r.texts for r in report.questions):
+            record_event("survey.results", "survey", survey.id, ["text", "member_no"])
+            db.session.commit()
+        return self.render(
+            "admin/survey_results.html",
+            report=report,
+            form=form,
+            kind_labels=KIND_LABELS,
+            status_labels=STATUS_LABELS,
+            nps_colours=NPS_COLOURS,
+            may_export=current_user.can("survey.export"),
+        )
+
+    @expose("/<int:survey_id>/export")
+    def export(self, survey_id: int):
+        """Every response in the date range as CSV, one column per question, formula-safe."""
+        survey, _form, start, end = self._asked(survey_id)
+        identity = can_view_pii()
+        query = responses_query(survey, start, end)
+        total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+        identity_fields = ["member_no"] if identity else []
+        fields = ["submitted_at", *identity_fields, *(f"q{q.id}" for q in survey.questions)]
+        record_event("survey.export", "survey", survey.id, fields, detail=f"rows={total}")
+        db.session.commit()
+        questions = list(survey.questions)
+        header = [_("Response"), _("Submitted")] + ([_("Member no.")] if identity else [])
+        header += [q.prompt for q in questions] + [_("Follow-up ticket")]
+        zone = get_timezone()
+        session = db.session()
+
+        def rows():
+            out = _Line()
+            writer = csv.writer(out)
+            writer.writerow(header)
+            yield "\ufeff" + out.take()
+            try:
+                for response in session.scalars(query.execution_options(yield_per=500)):
+                    answers = {a.question_id: _answer_text(a) for a in response.answers}
+                    row = [response.id, response.submitted_at.astimezone(zone).isoformat(timespec="seconds")]
+                    if identity:
+                        row.append(response.customer.member_no if response.customer else "")
+                    row += [answers.get(q.id, "") for q in questions]
+                    row.append(response.follow_up_ticket_id or "")
+                    writer.writerow([csv_safe(value) for value in row])
+                    yield out.take()
+            finally:
+                session.close()
+
+        filename = secure_filename(f"survey-{survey.id}-responses.csv")
+        return Response(
+            stream_with_context(rows()),
+            headers={"Content-Disposition": f"attachment; filename={filename}"},
+            mimetype="text/csv",
+        )
+
+
+class _Line:
+    """A file-like buffer for csv.writer whose lines are taken out as they are written."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, value: str) -> None:
+        self.parts.append(value)
+
+    def take(self) -> str:
+        text, self.parts = "".join(self.parts), []
+        return text
+
+
+def _answer_text(answer: Answer) -> str:
+    if answer.number is not None:
+        return str(answer.number)
+    if answer.choices:
+        return "; ".join(json.loads(answer.choices))
+    return answer.text or ""

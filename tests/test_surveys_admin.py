@@ -1,0 +1,238 @@
+"""Survey screens: the builder, invitations with their links, results, export, and ticket CSAT."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from models import db
+from models.audit import AuditEvent
+from models.survey import Invitation, Question, Survey, SurveyResponse, create_invitation, submit_response
+from models.ticket import Ticket
+from models.user import Role
+from tests.conftest import csrf_token, make_staff
+from tests.factories import make_customer, make_ticket
+
+
+def build_form(client, url="/admin/survey_builder/new/", **fields) -> dict:
+    data = {
+        "csrf_token": csrf_token(client.get(url).text),
+        "title": "Visit survey",
+        "language": "en",
+        "intro": "",
+        "thank_you": "",
+        "detractor_nps": "6",
+    }
+    return data | fields
+
+
+def question_fields(*questions) -> dict:
+    data = {}
+    for i, (kind, prompt, options, position) in enumerate(questions):
+        data |= {
+            f"questions-{i}-kind": kind,
+            f"questions-{i}-prompt": prompt,
+            f"questions-{i}-options": options,
+            f"questions-{i}-position": position,
+            f"questions-{i}-required": "y",
+        }
+    return data
+
+
+def surveys() -> list[Survey]:
+    return list(db.session.scalars(sa.select(Survey).order_by(Survey.id)))
+
+
+def make_survey(**fields) -> Survey:
+    survey = Survey(title=fields.pop("title", "After your visit"), language="en", public_link=True, **fields)
+    survey.questions = [
+        Question(position=1, kind="nps", prompt="Recommend us?"),
+        Question(position=2, kind="rating", prompt="Satisfied?"),
+        Question(position=3, kind="text", prompt="Anything else?", required=False),
+    ]
+    db.session.add(survey)
+    db.session.commit()
+    return survey
+
+
+def answer(survey: Survey, nps: int, rating: int, text: str = "", invitation=None):
+    by_kind = {q.kind: q.id for q in survey.questions}
+    return submit_response(
+        survey, {by_kind["nps"]: str(nps), by_kind["rating"]: str(rating), by_kind["text"]: text}, invitation
+    )
+
+
+def test_a_manager_builds_a_survey_with_ordered_questions(client, auth):
+    auth.login(Role.MANAGER)
+    data = build_form(client, public_link="y") | question_fields(
+        ("text", "Anything else?", "", "3"),
+        ("nps", "How likely are you to recommend us?", "", "1"),
+        ("single", "Which shop?", "Nanjing Rd\nXujiahui", ""),
+    )
+    response = client.post("/admin/survey_builder/new/", data=data)
+    assert response.status_code == 302
+    (survey,) = surveys()
+    assert [(q.position, q.kind) for q in survey.questions] == [(1, "nps"), (2, "text"), (3, "single")]
+    assert survey.public_slug and len(survey.public_slug) >= 12
+    assert client.get(f"/p/{survey.public_slug}").status_code == 200
+
+
+def test_a_broken_survey_is_refused_with_a_message_and_nothing_saved(client, auth):
+    auth.login(Role.ADMIN)
+    data = build_form(client) | question_fields(("single", "Which shop?", "Only one", "1"))
+    page = client.post("/admin/survey_builder/new/", data=data, follow_redirects=True)
+    assert "needs at least two different options" in page.text
+    assert surveys() == []
+    empty = client.post("/admin/survey_builder/new/", data=build_form(client), follow_redirects=True)
+    assert "Add at least one question" in empty.text and surveys() == []
+
+
+def test_an_answered_question_keeps_its_type_and_the_survey_its_history(client, auth):
+    survey = make_survey()
+    answer(survey, 9, 5)
+    nps_question = survey.questions[0]
+    auth.login(Role.ADMIN)
+    url = f"/admin/survey_builder/edit/?id={survey.id}"
+    data = build_form(client, url, title=survey.title, public_link="y")
+    for i, q in enumerate(survey.questions):
+        data |= {
+            f"questions-{i}-id": str(q.id),
+            f"questions-{i}-kind": "rating" if q.id == nps_question.id else q.kind,
+            f"questions-{i}-prompt": q.prompt,
+            f"questions-{i}-position": str(q.position),
+            f"questions-{i}-options": "",
+        }
+    page = client.post(url, data=data, follow_redirects=True)
+    assert "its type cannot change" in page.text
+    db.session.expire_all()
+    assert db.session.get(Question, nps_question.id).kind == "nps"
+    token = csrf_token(client.get("/admin/survey_builder/").text)
+    client.post("/admin/survey_builder/delete/", data={"id": survey.id, "csrf_token": token})
+    assert len(surveys()) == 1
+
+
+def test_invitations_for_one_customer_a_selection_and_a_segment(client, auth):
+    survey = make_survey()
+    one = make_customer(language="en")
+    vip = [make_customer(tags="vip"), make_customer(tags="vip, wholesale")]
+    make_customer(tags="wholesale")
+    auth.login(Role.AGENT)
+
+    def invite(**fields):
+        page = client.get("/admin/survey_invite/")
+        data = {"csrf_token": csrf_token(page.text), "survey": str(survey.id), "days_valid": "7"}
+        return client.post("/admin/survey_invite/", data=data | fields)
+
+    links = re.findall(r"http://localhost/s/[\w-]+", invite(customer=one.member_no).text)
+    assert len(set(links)) == 1
+    assert client.get(links[0].removeprefix("http://localhost")).status_code == 200
+    segment = invite(tag="vip").text
+    assert len(set(re.findall(r"/s/[\w-]+", segment))) == 2
+    picked = invite(ids=f"{vip[0].id},{one.id}").text
+    assert len(set(re.findall(r"/s/[\w-]+", picked))) == 2
+    invitations = list(db.session.scalars(sa.select(Invitation)))
+    assert len(invitations) == 5 and all(len(i.token_hash) == 64 for i in invitations)
+    assert not any(link.rsplit("/", 1)[1] in str(i.token_hash) for i in invitations for link in links)
+    # The list's bulk action leads to the same page with the selection.
+    action_page = client.get("/admin/customers/")
+    response = client.post(
+        "/admin/customers/action/",
+        data={"action": "invite", "rowid": [str(vip[1].id)], "csrf_token": csrf_token(action_page.text)},
+    )
+    assert response.status_code == 302 and f"ids={vip[1].id}" in response.location
+    # Marked as sent from the links page.
+    ids = ",".join(str(i.id) for i in invitations)
+    client.post(
+        "/admin/survey_invite/sent",
+        data={"ids": ids, "csrf_token": csrf_token(client.get("/admin/survey_invite/").text)},
+    )
+    db.session.expire_all()
+    assert {i.status for i in db.session.scalars(sa.select(Invitation))} == {"sent", "opened"}
+
+
+def test_a_closed_survey_or_no_match_invites_nobody(client, auth):
+    survey = make_survey()
+    auth.login(Role.MANAGER)
+    page = client.get("/admin/survey_invite/")
+    data = {"csrf_token": csrf_token(page.text), "survey": str(survey.id), "days_valid": "7", "tag": "nobody"}
+    response = client.post("/admin/survey_invite/", data=data)
+    assert "No customers to invite" in response.text
+    assert db.session.scalar(sa.select(sa.func.count(Invitation.id))) == 0
+
+
+def invited_answer(survey: Survey):
+    """A customer invited, answering 10 and 5 with a comment; returns the customer."""
+    customer = make_customer()
+    invitation, _token = create_invitation(survey, customer.id)
+    db.session.commit()
+    answer(survey, 10, 5, "Lovely staff", invitation)
+    return customer
+
+
+def test_results_show_scores_shares_and_text_without_identity_for_analysts(client, auth):
+    survey = make_survey()
+    customer = invited_answer(survey)
+    answer(survey, 8, 4)
+    answer(survey, 3, 2, '=HYPERLINK("http://evil.example")')
+    auth.login(Role.ANALYST)
+    page = client.get(f"/admin/survey_results/{survey.id}").text
+    assert 'id="stat-responses">3<' in page
+    assert "+0.0" in page  # 1 promoter, 1 passive, 1 detractor
+    assert "33.3%" in page and "66.7%" in page  # shares; CSAT 2 of 3
+    assert "Lovely staff" in page and customer.member_no not in page
+    assert 'id="stat-rate">100.0%' in page
+    export = client.get(f"/admin/survey_results/{survey.id}/export")
+    rows = list(csv.reader(io.StringIO(export.text.lstrip("\ufeff"))))
+    assert rows[0][:2] == ["Response", "Submitted"] and "Member no." not in rows[0]
+    assert len(rows) == 4 and rows[3][4].startswith("'=")
+    assert db.session.scalar(sa.select(AuditEvent).where(AuditEvent.action == "survey.export")) is not None
+
+
+def test_agents_see_who_wrote_and_date_filters_narrow_the_results(client, auth):
+    survey = make_survey()
+    customer = invited_answer(survey)
+    auth.login(Role.AGENT)
+    assert customer.member_no in client.get(f"/admin/survey_results/{survey.id}").text
+    assert client.get(f"/admin/survey_results/{survey.id}/export").status_code == 403
+    later = client.get(f"/admin/survey_results/{survey.id}?start=2099-01-01").text
+    assert 'id="stat-responses">0<' in later and "No responses in this period" in later
+
+
+@pytest.mark.parametrize("score", [2, 5])
+def test_resolving_a_ticket_sends_a_csat_survey_scored_on_the_ticket(client, auth, score):
+    survey = make_survey(title="Support satisfaction", send_on_resolution=True)
+    customer = make_customer()
+    agent = make_staff(Role.AGENT)
+    ticket, _code = make_ticket(customer_id=customer.id, owner_id=agent.id)
+    auth.login(Role.AGENT)
+    page = client.get(f"/admin/tickets/ticket/{ticket.id}")
+    moved = client.post(
+        f"/admin/tickets/ticket/{ticket.id}/move",
+        data={"to_status": "resolved", "csrf_token": csrf_token(page.text)},
+        follow_redirects=True,
+    )
+    link = re.search(r"http://localhost(/s/[\w-]+)", moved.text).group(1)
+    invitation = db.session.scalar(sa.select(Invitation))
+    assert invitation.ticket_id == ticket.id and invitation.customer_id == customer.id
+    form_page = client.get(link)
+    by_kind = {q.kind: f"q{q.id}" for q in survey.questions}
+    client.post(
+        link,
+        data={
+            "csrf_token": csrf_token(form_page.text),
+            by_kind["nps"]: "9",
+            by_kind["rating"]: str(score),
+        },
+    )
+    db.session.expire_all()
+    rated = db.session.get(Ticket, ticket.id)
+    assert rated.csat_score == score
+    results = client.get(f"/admin/survey_results/{survey.id}").text
+    assert 'id="agent-scores"' in results and "Test agent" in results
+    assert f"{score} / 5" in client.get(f"/admin/tickets/ticket/{ticket.id}").text
+    response = db.session.scalar(sa.select(SurveyResponse))
+    assert (response.follow_up_ticket_id is not None) == (score <= 2)
