@@ -51,8 +51,11 @@ def generated_password() -> str:
 @click.option("--customers", default=300, show_default=True, help="Demo customers on first run.")
 @click.option("--tickets", default=60, show_default=True, help="Demo tickets on first run.")
 @click.option("--buyers", default=120, show_default=True, help="Demo customers with purchases and points.")
+@click.option(
+    "--responses", default=240, show_default=True, help="Demo survey responses (and ticket ratings)."
+)
 @with_appcontext
-def bootstrap_command(customers: int, tickets: int, buyers: int) -> None:
+def bootstrap_command(customers: int, tickets: int, buyers: int, responses: int) -> None:
     """First run only: create an admin (password printed once) and demo data."""
     if db.session.scalar(sa.select(sa.func.count(StaffUser.id))):
         click.echo("Patron is set up already; sign in with your account.")
@@ -60,7 +63,7 @@ def bootstrap_command(customers: int, tickets: int, buyers: int) -> None:
     password = generated_password()
     create_staff_user("admin@patron.local", password, Role.ADMIN, display_name="Admin")
     db.session.commit()
-    staff = _seed_with_progress(customers, tickets, buyers)
+    staff = _seed_with_progress(customers, tickets, buyers, responses)
     from models.api_key import SCOPES, create_api_key
 
     _key, api_key = create_api_key("Demo POS", "demo-pos", list(SCOPES))
@@ -73,16 +76,34 @@ def bootstrap_command(customers: int, tickets: int, buyers: int) -> None:
     for email, role, staff_password in staff:
         click.echo(f"  Demo {role:<8}  {email}  {staff_password}")
     click.echo(f"  Demo API key:   {api_key}")
+    if responses:
+        click.echo(f"  Demo surveys:   {_survey_summary()}")
     click.echo("  (API: http://127.0.0.1:5000/api/v1/openapi.json)")
     click.echo("  These passwords and the key are shown only now; store them safely.")
     click.echo("=" * 64)
 
 
-def _seed_with_progress(customers: int, tickets: int = 0, buyers: int = 0) -> list[tuple[str, str, str]]:
+def _seed_with_progress(
+    customers: int, tickets: int = 0, buyers: int = 0, responses: int = 0, seed: int | None = None
+) -> list[tuple[str, str, str]]:
     from models.demo import seed_demo
 
     with click.progressbar(length=customers, label="Demo customers") as bar:
-        return seed_demo(customers, progress=bar.update, tickets=tickets, purchases=buyers)
+        return seed_demo(
+            customers,
+            progress=bar.update,
+            seed=seed,
+            tickets=tickets,
+            purchases=buyers,
+            survey_responses=responses,
+        )
+
+
+def _survey_summary() -> str:
+    from models.demo import demo_survey_totals
+
+    surveys, responses, rated = demo_survey_totals()
+    return f"{surveys} surveys, {responses} responses, {rated} tickets rated by their customers"
 
 
 @click.command("seed-demo")
@@ -95,13 +116,23 @@ def _seed_with_progress(customers: int, tickets: int = 0, buyers: int = 0) -> li
     type=click.IntRange(0, 1_000_000),
     help="Customers given a year of purchases, points, refunds and redemptions.",
 )
+@click.option(
+    "--responses",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 1_000_000),
+    help="Survey responses over the past 12 weeks, and ratings of resolved tickets (surveys made once).",
+)
+@click.option("--seed", type=int, default=None, help="Random seed, for the same data every time.")
 @with_appcontext
-def seed_demo_command(customers: int, tickets: int, buyers: int) -> None:
-    """Add realistic demo data: customers, tickets and loyalty activity in zh_CN and en."""
-    staff = _seed_with_progress(customers, tickets, buyers)
+def seed_demo_command(customers: int, tickets: int, buyers: int, responses: int, seed: int | None) -> None:
+    """Add realistic demo data: customers, tickets, loyalty activity and surveys in zh_CN and en."""
+    staff = _seed_with_progress(customers, tickets, buyers, responses, seed)
     for email, role, password in staff:
         click.echo(f"Demo {role}: {email} / {password}")
     click.echo(f"Added {customers} customers and {tickets} tickets.")
+    if responses:
+        click.echo(f"Surveys now: {_survey_summary()}.")
 
 
 @click.command("rotate-keys")
