@@ -235,6 +235,17 @@ def expire_points_command() -> None:
     click.echo(f"{sum(expired.values())} points expired for {len(expired)} members.")
 
 
+@click.command("expire-invitations")
+@with_appcontext
+def expire_invitations_command() -> None:
+    """Mark survey invitations past their expiry, and never answered, as expired."""
+    from models.survey import expire_invitations
+
+    changed = expire_invitations()
+    db.session.commit()
+    click.echo(f"{changed} invitations expired.")
+
+
 @click.command("import-purchases")
 @click.argument("csv_file", type=click.File("r", encoding="utf-8-sig"))
 @click.option("--source", default="csv", show_default=True)
@@ -268,5 +279,6 @@ commands = [
     create_api_key_command,
     recompute_tiers_command,
     expire_points_command,
+    expire_invitations_command,
     import_purchases_command,
 ]

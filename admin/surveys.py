@@ -36,10 +36,12 @@ from models.survey import (
     Survey,
     SurveyError,
     ensure_public_slug,
+    expire_invitations,
     has_activity,
     invite_customers,
     mark_sent,
     number_questions,
+    purchase_for,
     segment_query,
     survey_problems,
 )
@@ -252,6 +254,11 @@ class InvitationView(StaffModelView):
     column_filters = ["survey", "status", "created_at", "responded_at"]
     column_choices = {"status": [(s, STATUS_LABELS[s]) for s in INVITATION_STATUSES]}
 
+    def get_list(self, *args, **kwargs):
+        if expire_invitations():  # statuses are shown as they stand now
+            db.session.commit()
+        return super().get_list(*args, **kwargs)
+
     @action("mark_sent", _l("Mark as sent"), _l("Mark the selected invitations as given to their customers?"))
     def action_mark_sent(self, ids):
         mark_invitations_sent(picked_ids(",".join(ids)))
@@ -286,6 +293,11 @@ class InviteForm(CheckedForm):
         validators=[Optional()],
         description=_l("Exact email, phone or member number."),
     )
+    order_ref = StringField(
+        _l("About the order (optional)"),
+        validators=[Optional()],
+        description=_l("The order reference of this customer's purchase the survey is about."),
+    )
     tag = StringField(_l("Tag"), validators=[Optional()])
     city = StringField(_l("City"), validators=[Optional()])
     language = SelectField(_l("Language"), validators=[Optional()])
@@ -294,6 +306,20 @@ class InviteForm(CheckedForm):
     def validate_customer(self, field) -> None:
         if field.data and find_customer_id(field.data) is None:
             raise ValidationError(_("No customer has that email, phone or member number."))
+
+    def validate_order_ref(self, field) -> None:
+        if not field.data:
+            return
+        customer_id = find_customer_id(self.customer.data or "")
+        if customer_id is None:
+            raise ValidationError(_("Give the customer too: an order is asked about one customer at a time."))
+        if purchase_for(customer_id, field.data) is None:
+            raise ValidationError(_("This customer has no purchase with that order reference."))
+
+    def purchase_id(self) -> int | None:
+        if not self.order_ref.data:
+            return None
+        return purchase_for(find_customer_id(self.customer.data), self.order_ref.data)
 
 
 def picked_ids(raw: str | None) -> list[int]:
@@ -332,7 +358,9 @@ class SurveyInviteView(StaffView):
         if request.method == "POST" and form.validate_on_submit():
             survey = db.session.get(Survey, int(form.survey.data))
             try:
-                created = invite_customers(survey, self._targets(form), form.days_valid.data)
+                created = invite_customers(
+                    survey, self._targets(form), form.days_valid.data, purchase_id=form.purchase_id()
+                )
                 db.session.flush()
                 record_event(
                     "survey.invite", "survey", survey.id, ["invitations"], detail=f"n={len(created)}"
@@ -413,6 +441,8 @@ class SurveyResultsView(StaffView):
     @expose("/<int:survey_id>")
     def results(self, survey_id: int):
         survey, form, start, end = self._asked(survey_id)
+        if expire_invitations():
+            db.session.commit()
         identity = can_view_pii()
         report = survey_report(survey, start, end, get_timezone(), with_identity=identity)
         if identity and any(r.texts for r in report.questions):

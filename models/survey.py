@@ -276,9 +276,16 @@ MAX_INVITATIONS = 5000  # per request: the links are shown on one page
 
 
 def invite_customers(
-    survey: Survey, customer_ids: list[int], days_valid: int = 14, now: datetime | None = None
+    survey: Survey,
+    customer_ids: list[int],
+    days_valid: int = 14,
+    now: datetime | None = None,
+    purchase_id: int | None = None,
 ) -> list[tuple[Invitation, str]]:
-    """One invitation per customer (duplicates dropped), in one transaction; the caller commits."""
+    """One invitation per customer (duplicates dropped), in one transaction; the caller commits.
+
+    A purchase given as context applies to a single customer's invitation.
+    """
     now = now or utcnow()
     if survey.closes_at is not None and survey.closes_at <= now:
         raise SurveyError(str(_l("This survey has closed; reopen it before inviting anyone.")))
@@ -287,7 +294,9 @@ def invite_customers(
         raise SurveyError(str(_l("No customers to invite.")))
     if len(unique) > MAX_INVITATIONS:
         raise SurveyError(str(_l("Invite at most %(n)d customers at a time.", n=MAX_INVITATIONS)))
-    return [create_invitation(survey, cid, days_valid, now=now) for cid in unique]
+    if purchase_id is not None and len(unique) != 1:
+        raise SurveyError(str(_l("A purchase can be the context of one customer's invitation only.")))
+    return [create_invitation(survey, cid, days_valid, purchase_id=purchase_id, now=now) for cid in unique]
 
 
 def segment_query(
@@ -351,6 +360,28 @@ def open_invitation(token: str, now: datetime | None = None) -> Invitation | Non
         invitation.status, invitation.opened_at = "opened", now
     db.session.commit()
     return invitation
+
+
+def expire_invitations(now: datetime | None = None) -> int:
+    """Mark unanswered invitations past their expiry as expired; how many changed (caller commits)."""
+    now = now or utcnow()
+    result = db.session.execute(
+        sa.update(Invitation)
+        .where(Invitation.status.in_(("created", "sent", "opened")), Invitation.expires_at <= now)
+        .values(status="expired")
+        .execution_options(synchronize_session=False)
+    )
+    return result.rowcount
+
+
+def purchase_for(customer_id: int, order_ref: str) -> int | None:
+    """The id of a customer's purchase with this order reference (any source), if there is one."""
+    from models.loyalty import Purchase
+
+    query = sa.select(Purchase.id).where(
+        Purchase.customer_id == customer_id, Purchase.order_ref == order_ref.strip()
+    )
+    return db.session.scalars(query.order_by(Purchase.id.desc())).first()
 
 
 def mark_sent(invitations: list[Invitation]) -> int:

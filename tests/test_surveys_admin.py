@@ -5,12 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import re
+from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 
-from models import db
+from models import db, utcnow
 from models.audit import AuditEvent
+from models.loyalty import NewPurchase, record_purchase
 from models.survey import Invitation, Question, Survey, SurveyResponse, create_invitation, submit_response
 from models.ticket import Ticket
 from models.user import Role
@@ -57,6 +60,12 @@ def make_survey(**fields) -> Survey:
     db.session.add(survey)
     db.session.commit()
     return survey
+
+
+def post_invite(client, survey: Survey, **fields):
+    page = client.get("/admin/survey_invite/")
+    data = {"csrf_token": csrf_token(page.text), "survey": str(survey.id), "days_valid": "7"}
+    return client.post("/admin/survey_invite/", data=data | fields)
 
 
 def answer(survey: Survey, nps: int, rating: int, text: str = "", invitation=None):
@@ -123,9 +132,7 @@ def test_invitations_for_one_customer_a_selection_and_a_segment(client, auth):
     auth.login(Role.AGENT)
 
     def invite(**fields):
-        page = client.get("/admin/survey_invite/")
-        data = {"csrf_token": csrf_token(page.text), "survey": str(survey.id), "days_valid": "7"}
-        return client.post("/admin/survey_invite/", data=data | fields)
+        return post_invite(client, survey, **fields)
 
     links = re.findall(r"http://localhost/s/[\w-]+", invite(customer=one.member_no).text)
     assert len(set(links)) == 1
@@ -157,9 +164,7 @@ def test_invitations_for_one_customer_a_selection_and_a_segment(client, auth):
 def test_a_closed_survey_or_no_match_invites_nobody(client, auth):
     survey = make_survey()
     auth.login(Role.MANAGER)
-    page = client.get("/admin/survey_invite/")
-    data = {"csrf_token": csrf_token(page.text), "survey": str(survey.id), "days_valid": "7", "tag": "nobody"}
-    response = client.post("/admin/survey_invite/", data=data)
+    response = post_invite(client, survey, tag="nobody")
     assert "No customers to invite" in response.text
     assert db.session.scalar(sa.select(sa.func.count(Invitation.id))) == 0
 
@@ -236,3 +241,32 @@ def test_resolving_a_ticket_sends_a_csat_survey_scored_on_the_ticket(client, aut
     assert f"{score} / 5" in client.get(f"/admin/tickets/ticket/{ticket.id}").text
     response = db.session.scalar(sa.select(SurveyResponse))
     assert (response.follow_up_ticket_id is not None) == (score <= 2)
+
+
+def test_an_invitation_can_be_about_one_of_the_customers_purchases(client, auth):
+    survey = make_survey()
+    customer = make_customer()
+    record_purchase(NewPurchase(customer.id, "pos", "ORDER-77", Decimal("120"), "CNY"))
+    auth.login(Role.AGENT)
+    unknown = post_invite(client, survey, customer=customer.member_no, order_ref="NOPE")
+    assert "no purchase with that order reference" in unknown.text
+    assert "Give the customer too" in post_invite(client, survey, order_ref="ORDER-77", tag="vip").text
+    assert db.session.scalar(sa.select(sa.func.count(Invitation.id))) == 0
+    post_invite(client, survey, customer=customer.member_no, order_ref="ORDER-77")
+    invitation = db.session.scalar(sa.select(Invitation))
+    assert invitation.purchase_id is not None and invitation.customer_id == customer.id
+    assert "Purchase #" in client.get("/admin/survey_invitations/").text
+
+
+def test_invitations_past_their_expiry_are_shown_expired(client, auth, runner):
+    survey = make_survey()
+    old, _token = create_invitation(survey, None, days_valid=1, now=utcnow() - timedelta(days=3))
+    fresh, _token = create_invitation(survey, None, days_valid=5)
+    db.session.commit()
+    result = runner.invoke(args=["expire-invitations"])
+    assert "1 invitations expired" in result.output
+    db.session.expire_all()
+    assert (db.session.get(Invitation, old.id).status, db.session.get(Invitation, fresh.id).status) == (
+        "expired",
+        "created",
+    )
