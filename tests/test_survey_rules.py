@@ -103,34 +103,60 @@ def test_a_detractor_opens_a_follow_up_ticket(app, answers, follow_up):
         assert tickets == [] and response.follow_up_ticket_id is None
 
 
+def race(app, attempt) -> list[str]:
+    """Run `attempt(barrier)` in two threads at once, each in its own app context; their outcomes."""
+    barrier, outcomes = threading.Barrier(2), []
+
+    def run():
+        with app.app_context():
+            try:
+                outcomes.append(attempt(barrier))
+            except InvitationGone:
+                outcomes.append("gone")
+            except Exception as exc:  # reported by the caller's assertion
+                outcomes.append(repr(exc))
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return outcomes
+
+
 def test_the_same_link_submitted_twice_at_once_stores_one_response(app):
     """Two threads post the same invitation at the same moment: the database keeps one."""
     survey = make_survey()
     survey_id, question_id = survey.id, survey.questions[0].id
     _invitation, token = create_invitation(survey, None, now=NOW)
     db.session.commit()
-    barrier, outcomes = threading.Barrier(2), []
 
-    def submit():
-        with app.app_context():
-            try:
-                invitation = open_invitation(token, NOW)
-                mine = db.session.get(Survey, survey_id)
-                db.session.commit()  # end the read: both requests have seen an open invitation
-                barrier.wait(timeout=30)
-                submit_response(mine, {question_id: 10}, db.session.get(Invitation, invitation.id), NOW)
-                outcomes.append("stored")
-            except InvitationGone:
-                outcomes.append("gone")
-            except Exception as exc:  # reported by the assertion below
-                outcomes.append(repr(exc))
-            finally:
-                db.session.remove()
+    def submit(barrier):
+        invitation = open_invitation(token, NOW)
+        mine = db.session.get(Survey, survey_id)
+        db.session.commit()  # end the read: both requests have seen an open invitation
+        barrier.wait(timeout=30)
+        submit_response(mine, {question_id: 10}, db.session.get(Invitation, invitation.id), NOW)
+        return "stored"
 
-    threads = [threading.Thread(target=submit) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(outcomes) == ["gone", "stored"]
+    assert sorted(race(app, submit)) == ["gone", "stored"]
+    assert db.session.scalar(sa.select(sa.func.count(SurveyResponse.id))) == 1
+
+
+def test_the_same_anonymous_form_sent_twice_at_once_is_stored_once(app):
+    """A double click on an anonymous form: both requests get the one stored response."""
+    survey = make_survey()
+    survey_id, question_id = survey.id, survey.questions[0].id
+
+    def submit(barrier):
+        mine = db.session.get(Survey, survey_id)
+        db.session.commit()
+        barrier.wait(timeout=30)
+        return submit_response(mine, {question_id: 9}, None, NOW, submission_key="k" * 32).id
+
+    db.session.commit()  # end this test's read, or SQLite shows it the database as it was
+    outcomes = race(app, submit)
+    assert len(outcomes) == 2 and outcomes[0] == outcomes[1], outcomes
     assert db.session.scalar(sa.select(sa.func.count(SurveyResponse.id))) == 1
