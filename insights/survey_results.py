@@ -255,3 +255,28 @@ def survey_overview() -> list[SurveyLine]:
         )
         for s in surveys
     ]
+
+
+@dataclass
+class Satisfaction:
+    responses: int
+    nps: NpsResult
+    csat: CsatResult
+
+
+def satisfaction_since(since: datetime) -> Satisfaction:
+    """NPS and CSAT over every survey's answers submitted since a moment (the home page)."""
+    rows = db.session.execute(
+        sa.select(Question.kind, Answer.number)
+        .join(Answer, Answer.question_id == Question.id)
+        .join(SurveyResponse, Answer.response_id == SurveyResponse.id)
+        .where(SurveyResponse.submitted_at >= since, Answer.number.is_not(None))
+    ).all()
+    responses = db.session.scalar(
+        sa.select(sa.func.count(SurveyResponse.id)).where(SurveyResponse.submitted_at >= since)
+    )
+    return Satisfaction(
+        responses or 0,
+        nps(n for kind, n in rows if kind == "nps"),
+        csat(n for kind, n in rows if kind == "rating"),
+    )

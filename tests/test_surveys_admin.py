@@ -270,3 +270,12 @@ def test_invitations_past_their_expiry_are_shown_expired(client, auth, runner):
         "expired",
         "created",
     )
+
+
+def test_the_home_page_shows_satisfaction_of_the_last_30_days(client, auth):
+    survey = make_survey()
+    answer(survey, 10, 5)
+    answer(survey, 2, 3)
+    auth.login(Role.ANALYST)
+    page = client.get("/admin/").text
+    assert 'id="stat-nps">+0.0<' in page and 'id="stat-csat">50.0%<' in page
