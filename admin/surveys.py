@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from flask_babel import get_timezone
+from flask_babel import get_timezone, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
@@ -176,7 +176,12 @@ class SurveyView(StaffModelView):
                 "form_columns": ["id", "position", "kind", "prompt", "required", "options"],
                 "form_overrides": {"kind": SelectField, "options": TextAreaField},
                 "form_args": {
-                    "position": {"label": _l("Order"), "validators": [Optional()]},
+                    "position": {
+                        "label": _l("Order"),
+                        "default": None,
+                        "validators": [Optional()],
+                        "description": _l("1, 2, 3…; empty puts the question last."),
+                    },
                     "kind": {"label": _l("Type"), "choices": [(k, KIND_LABELS[k]) for k in QUESTION_KINDS]},
                     "prompt": {"label": _l("Question"), "validators": [DataRequired()]},
                     "required": {"label": _l("Required")},
@@ -270,7 +275,8 @@ def mark_invitations_sent(ids: list[int]) -> None:
     changed = mark_sent(list(invitations))
     record_event("survey_invitation.sent", "survey_invitation", None, ["status"], detail=f"n={changed}")
     db.session.commit()
-    flash(_("%(n)d invitations marked as sent.", n=changed), "success")
+    message = ngettext("%(num)d invitation marked as sent.", "%(num)d invitations marked as sent.", changed)
+    flash(message, "success")
 
 
 # Invitations ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from models.contact import mask_email, mask_name, mask_phone
 from models.customer import find_customer_id
 from models.feedback import STANDARD_SUBJECTS
 from models.sla_policy import PRIORITY_LABELS
-from models.survey import invite_after_resolution
+from models.survey import invite_after_resolution, response_for_follow_up
 from models.ticket import (
     CHANNEL_LABELS,
     MESSAGE_KIND_LABELS,
@@ -298,6 +298,7 @@ class TicketView(StaffModelView):
             channel_labels=CHANNEL_LABELS,
             priority_labels=PRIORITY_LABELS,
             sla=sla_state(ticket),
+            survey_response=response_for_follow_up(ticket.id),
             reply_form=ReplyForm(),
             move_form=MoveForm(),
             properties_form=properties,

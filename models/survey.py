@@ -8,6 +8,8 @@ import secrets
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from flask_babel import force_locale
+from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -176,6 +178,12 @@ class Answer(db.Model):
 
     def __str__(self) -> str:
         return f"answer #{self.id}"
+
+
+def response_for_follow_up(ticket_id: int) -> SurveyResponse | None:
+    """The survey response that opened a follow-up ticket, if it was one."""
+    query = sa.select(SurveyResponse).where(SurveyResponse.follow_up_ticket_id == ticket_id)
+    return db.session.scalar(query)
 
 
 def customer_invitations(customer_id: int, limit: int = 10) -> list[Invitation]:
@@ -507,7 +515,7 @@ def _numbers(survey: Survey, values: dict, kind: str) -> list[tuple[Question, in
 
 def _follow_up(survey: Survey, response: SurveyResponse, values: dict, now: datetime) -> None:
     """A detractor's answer opens a ticket linked to the response."""
-    from models.ticket import NewTicket, category_by_code, open_ticket
+    from models.ticket import NewTicket, add_message, category_by_code, open_ticket
 
     low = [
         (q, n)
@@ -517,17 +525,25 @@ def _follow_up(survey: Survey, response: SurveyResponse, values: dict, now: date
     if not low:
         return
     scores = ", ".join(f"{'NPS' if q.kind == 'nps' else 'CSAT'} {n}" for q, n in low)
+    comments = [
+        f"{q.prompt}\n{values[q.id]['text']}"
+        for q in survey.questions
+        if q.kind == "text" and (values.get(q.id) or {}).get("text")
+    ]
+    with force_locale(survey.language):  # written for the team that reads this survey
+        subject = _("Survey follow-up: %(title)s (%(scores)s)", title=survey.title, scores=scores)
+        note = _("Low score in survey “%(title)s”: %(scores)s.", title=survey.title, scores=scores)
     ticket, _code = open_ticket(
         NewTicket(
-            subject=f"Survey follow-up: {survey.title} ({scores})"[:200],
+            subject=subject[:200],
             channel="web",
             priority="high",
             category=category_by_code("complaint"),
             customer_id=response.customer_id,
-            first_message=f"Low score in survey “{survey.title}”: {scores}.",
         ),
         now=now,
     )
+    add_message(ticket, "note", "\n\n".join([note, *comments]), now=now)
     db.session.flush()
     response.follow_up_ticket_id = ticket.id
 

@@ -126,6 +126,10 @@ def test_a_detractor_answer_opens_a_follow_up_ticket(client, survey):
     ticket = db.session.get(Ticket, response.follow_up_ticket_id)
     assert ticket.priority == "high" and ticket.customer_id == customer.id
     assert "NPS 3" in ticket.subject and "CSAT 2" in ticket.subject
+    # Written in the survey's language, as an internal note carrying the customer's comment.
+    assert ticket.subject.startswith("调查跟进：售后服务调查")
+    (note,) = ticket.messages
+    assert note.kind == "note" and note.body.endswith("还有什么想告诉我们的？\n很好")
 
 
 def test_csrf_honeypot_and_rate_limit_guard_the_form(client, app, survey):
