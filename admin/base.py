@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import csv
 import typing as t
-from datetime import datetime
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import Response, abort, has_app_context, redirect, request, stream_with_context, url_for
 from flask_admin import AdminIndexView, BaseView
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterConverter
-from flask_admin.form import SecureForm
+from flask_admin.contrib.sqla.form import AdminModelConverter
+from flask_admin.form import DateTimeField, SecureForm
 from flask_admin.model import filters, typefmt
-from flask_babel import format_datetime, to_user_timezone
+from flask_admin.model.form import converts
+from flask_babel import format_datetime, get_timezone, to_user_timezone
 from flask_login import current_user
 from werkzeug.utils import secure_filename
 
@@ -74,6 +77,38 @@ class PatronFilterConverter(FilterConverter):
         return self.conv_datetime(column, name, **kwargs)
 
 
+def staff_zone() -> ZoneInfo:
+    """The time zone the signed-in member of staff works in."""
+    return ZoneInfo(str(get_timezone()))
+
+
+def from_local(moment: datetime) -> datetime:
+    """A wall-clock time in the staff member's zone, as an aware UTC datetime."""
+    return moment.replace(tzinfo=staff_zone()).astimezone(UTC)
+
+
+class LocalDateTimeField(DateTimeField):
+    """A timestamp shown and typed in the staff member's time zone, stored in UTC."""
+
+    def _value(self) -> str:
+        if self.raw_data:
+            return " ".join(self.raw_data)
+        return to_user_timezone(self.data).strftime(self.format[0]) if self.data else ""
+
+    def process_formdata(self, valuelist) -> None:
+        super().process_formdata(valuelist)
+        if self.data is not None and self.data.tzinfo is None:
+            self.data = from_local(self.data)
+
+
+class PatronModelConverter(AdminModelConverter):
+    """Flask-Admin's form fields, plus one for our UTC timestamp type (else silently left out)."""
+
+    @converts("UTCDateTime")
+    def convert_utc_datetime(self, field_args, **extra):
+        return LocalDateTimeField(**field_args)
+
+
 def local_time(view, value: datetime, name: str) -> str:
     """A timestamp in the viewer's time zone, to the minute."""
     return format_datetime(value, "yyyy-MM-dd HH:mm")
@@ -104,6 +139,7 @@ class StaffModelView(StaffAccess, ModelView):
     """Model screens: SecureForm CSRF on every form, audit of every change, safe export."""
 
     form_base_class = SecureForm
+    model_form_converter = PatronModelConverter
     filter_converter = PatronFilterConverter()
     column_type_formatters = typefmt.BASE_FORMATTERS | {datetime: local_time}
     column_type_formatters_detail = typefmt.DETAIL_FORMATTERS | {datetime: local_time}

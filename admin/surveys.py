@@ -10,16 +10,16 @@ import sqlalchemy as sa
 from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from flask_babel import get_timezone, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user
 from markupsafe import Markup
 from werkzeug.utils import secure_filename
 from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, NumberRange, Optional
 
-from admin.base import StaffModelView, StaffView, can_view_pii
+from admin.base import StaffModelView, StaffView, can_view_pii, from_local, staff_zone
 from insights.survey_results import responses_query, survey_overview, survey_report
 from models import db, utcnow
 from models.audit import record_event
@@ -415,12 +415,11 @@ class ResultsFilter(CheckedForm):
 
 def date_range(form: ResultsFilter) -> tuple[datetime | None, datetime | None]:
     """The filter's dates as UTC instants: from the start of `start` to the end of `end`, local time."""
-    zone = get_timezone()
 
     def instant(day, extra_days=0):
         if day is None:
             return None
-        return datetime.combine(day + timedelta(days=extra_days), time(), tzinfo=zone)
+        return from_local(datetime.combine(day + timedelta(days=extra_days), time()))
 
     return instant(form.start.data), instant(form.end.data, 1)
 
@@ -450,7 +449,7 @@ class SurveyResultsView(StaffView):
         if expire_invitations():
             db.session.commit()
         identity = can_view_pii()
-        report = survey_report(survey, start, end, get_timezone(), with_identity=identity)
+        report = survey_report(survey, start, end, staff_zone(), with_identity=identity)
         if identity and any(r.texts for r in report.questions):
             record_event("survey.results", "survey", survey.id, ["text", "member_no"])
             db.session.commit()
@@ -478,7 +477,7 @@ class SurveyResultsView(StaffView):
         questions = list(survey.questions)
         header = [_("Response"), _("Submitted")] + ([_("Member no.")] if identity else [])
         header += [q.prompt for q in questions] + [_("Follow-up ticket")]
-        zone = get_timezone()
+        zone = staff_zone()
         session = db.session()
 
         def rows():

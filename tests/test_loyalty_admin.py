@@ -126,3 +126,24 @@ def test_a_customer_with_points_history_is_not_deleted(client, auth):
     client.post("/admin/customers/delete/", data={"id": customer.id, "csrf_token": csrf_token(page.text)})
     assert "must be kept" in client.get("/admin/customers/").text
     assert balance_of(customer.id) == 10
+
+
+def test_a_manager_schedules_a_promotion_in_local_time(client, auth):
+    from datetime import UTC, datetime
+
+    from models.loyalty import Promotion
+
+    auth.login("manager")
+    page = client.get("/admin/promotions/new/")
+    data = {
+        "csrf_token": csrf_token(page.text),
+        "name": "Double points weekend",
+        "multiplier": "2",
+        "starts_at": "2026-12-05 00:00:00",
+        "ends_at": "2026-12-07 00:00:00",
+        "active": "y",
+    }
+    assert client.post("/admin/promotions/new/", data=data).status_code == 302
+    promotion = db.session.scalar(sa.select(Promotion))
+    assert promotion.starts_at == datetime(2026, 12, 4, 16, 0, tzinfo=UTC)  # Shanghai midnight
+    assert promotion.ends_at == datetime(2026, 12, 6, 16, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -279,3 +279,19 @@ def test_the_home_page_shows_satisfaction_of_the_last_30_days(client, auth):
     auth.login(Role.ANALYST)
     page = client.get("/admin/").text
     assert 'id="stat-nps">+0.0<' in page and 'id="stat-csat">50.0%<' in page
+
+
+def test_open_and_close_times_are_typed_in_local_time_and_stored_in_utc(client, auth):
+    auth.login(Role.MANAGER)  # the panel's default zone: Asia/Shanghai, UTC+8
+    data = build_form(client, opens_at="2026-12-01 09:00:00", closes_at="2026-12-31 18:00:00")
+    data |= question_fields(("nps", "Recommend us?", "", "1"))
+    assert client.post("/admin/survey_builder/new/", data=data).status_code == 302
+    (survey,) = surveys()
+    assert survey.opens_at == datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+    assert survey.closes_at == datetime(2026, 12, 31, 10, 0, tzinfo=UTC)
+    assert 'value="2026-12-01 09:00:00"' in client.get(f"/admin/survey_builder/edit/?id={survey.id}").text
+    backwards = build_form(client, opens_at="2026-12-31 09:00:00", closes_at="2026-12-01 09:00:00")
+    page = client.post(
+        "/admin/survey_builder/new/", data=backwards | question_fields(("nps", "Again?", "", "1"))
+    )
+    assert "must close after it opens" in page.text and len(surveys()) == 1
