@@ -44,6 +44,7 @@ lint: install-dev
 bench: install-dev
 	$(BIN)/python bench/admin_list.py
 	$(BIN)/python bench/points.py
+	$(BIN)/python bench/survey_submit.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -19,6 +19,7 @@ DEFAULTS = {
     "PUBLIC_FORM_RATE_LIMIT": "5 per 10 minutes",
     "TRACKING_RATE_LIMIT": "30 per minute",
     "SURVEY_RATE_LIMIT": "20 per 10 minutes",
+    "SURVEY_SETTINGS_TTL": 5,
     "LOYALTY_CURRENCY": "CNY",
     "POINTS_EXPIRE_MONTHS": 24,
     "LOYALTY_SETTINGS_TTL": 5,

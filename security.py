@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+from functools import cache
+
+from babel.support import Translations
 from flask import Flask, abort
+from flask_babel import get_locale
 from flask_wtf import FlaskForm
+from wtforms.i18n import messages_path
+
+
+@cache
+def _wtforms_messages(locale: str) -> Translations:
+    """WTForms' own messages in one language, read from disk once per process."""
+    return Translations.load(messages_path(), [locale], domain="wtforms")
 
 
 class CheckedForm(FlaskForm):
     """A Flask-WTF form whose missing or wrong CSRF token is a 400, not a re-shown form."""
+
+    class Meta:
+        def get_translations(self, form):
+            # Flask-WTF would parse the catalogue on every form; once per locale is enough.
+            return _wtforms_messages(str(get_locale() or "en"))
 
     def validate_on_submit(self, extra_validators=None) -> bool:
         if not self.is_submitted():

@@ -173,6 +173,13 @@ def find_customer(term: str) -> tuple[int, str | None] | None:
     return (row[0], row[1]) if row else None
 
 
+def customer_language(customer_id: int | None) -> str | None:
+    """A customer's language, without loading (and decrypting) the rest of the record."""
+    if customer_id is None:
+        return None
+    return db.session.scalar(sa.select(Customer.language).where(Customer.id == customer_id))
+
+
 def find_customer_id(term: str) -> int | None:
     """A customer's id from an exact email, phone or member number; None if none matches."""
     found = find_customer(term)

@@ -23,8 +23,8 @@ from models.survey import (
     create_invitation,
     mark_sent,
     open_invitation,
-    submit_response,
 )
+from models.survey_answers import submit_response
 from models.ticket import (
     CHANNELS,
     NewTicket,

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask_babel import force_locale
-from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models import UTCDateTime, begin_write, db, utcnow
@@ -37,14 +33,6 @@ class SurveyError(ValueError):
 
 class InvitationGone(SurveyError):
     """The link was used or has expired (a friendly 410)."""
-
-
-class AnswersInvalid(SurveyError):
-    """Some answers are missing or malformed: `errors` maps question id → message."""
-
-    def __init__(self, errors: dict[int, str]):
-        super().__init__("; ".join(errors.values()))
-        self.errors = errors
 
 
 def _in(column: str, values, name: str) -> sa.CheckConstraint:
@@ -400,162 +388,6 @@ def mark_sent(invitations: list[Invitation]) -> int:
             invitation.status = "sent"
             changed += 1
     return changed
-
-
-def _check_answer(question: Question, raw) -> dict | None:
-    """A validated answer as column values, None when blank; raises ValueError when malformed."""
-    if raw in (None, "", []):
-        if question.required:
-            raise ValueError(str(_l("Please answer this question.")))
-        return None
-    if question.kind in ("nps", "rating"):
-        low, high = (0, 10) if question.kind == "nps" else (1, 5)
-        value = int(raw) if str(raw).strip().lstrip("-").isdigit() else None
-        if value is None or not low <= value <= high:
-            raise ValueError(str(_l("Choose a value from %(low)d to %(high)d.", low=low, high=high)))
-        return {"number": value}
-    if question.kind in ("single", "multiple"):
-        picked = [raw] if isinstance(raw, str) else list(raw)
-        if any(p not in question.choices for p in picked) or (question.kind == "single" and len(picked) != 1):
-            raise ValueError(str(_l("Choose from the options given.")))
-        return {"choices": json.dumps(list(dict.fromkeys(picked)), ensure_ascii=False)}
-    text = str(raw).strip()[:5000]
-    if not text and question.required:
-        raise ValueError(str(_l("Please answer this question.")))
-    return {"text": text} if text else None
-
-
-def is_detractor(question: Question, number: int | None, threshold: int = DETRACTOR_NPS) -> bool:
-    """Whether an answer calls for a follow-up (NPS at or under the threshold, or CSAT 1–2)."""
-    if number is None:
-        return False
-    return (question.kind == "nps" and number <= threshold) or (
-        question.kind == "rating" and number <= DETRACTOR_CSAT
-    )
-
-
-def _response_by_key(key: str | None) -> SurveyResponse | None:
-    if not key:
-        return None
-    return db.session.scalar(sa.select(SurveyResponse).where(SurveyResponse.submission_key == key))
-
-
-def submit_response(
-    survey: Survey,
-    raw_answers: dict[int, object],
-    invitation: Invitation | None = None,
-    now: datetime | None = None,
-    submission_key: str | None = None,
-) -> SurveyResponse:
-    """Store a response in one transaction (committed); a detractor opens a follow-up ticket.
-
-    The same form sent again (same `submission_key`) returns the response stored the first
-    time. Raises AnswersInvalid (nothing stored), SurveyError (the survey is not taking
-    answers this way) or InvitationGone (the invitation was answered, even by a request at
-    the same moment: the database allows one response per invitation, or it has expired).
-    """
-    now = now or utcnow()
-    begin_write()  # on SQLite a reader that later writes can fail outright; take the lock first
-    earlier = _response_by_key(submission_key)
-    if earlier is not None:
-        db.session.commit()
-        return earlier
-    try:
-        if invitation is not None:
-            _check_usable(invitation, now)
-        elif not (survey.public_link and survey.is_open(now)):
-            raise SurveyError(str(_l("This survey is not taking answers.")))
-    except SurveyError:
-        db.session.rollback()
-        raise
-    errors, values = {}, {}
-    for question in survey.questions:
-        try:
-            values[question.id] = _check_answer(question, raw_answers.get(question.id))
-        except (ValueError, TypeError) as exc:
-            errors[question.id] = str(exc) if str(exc) else str(_l("Please check this answer."))
-    if errors:
-        db.session.rollback()
-        raise AnswersInvalid(errors)
-    response = SurveyResponse(
-        survey_id=survey.id,
-        invitation_id=invitation.id if invitation else None,
-        customer_id=invitation.customer_id if invitation else None,
-        submitted_at=now,
-        submission_key=submission_key,
-    )
-    for question in survey.questions:
-        if values[question.id]:
-            response.answers.append(Answer(question_id=question.id, **values[question.id]))
-    db.session.add(response)
-    if invitation is not None:
-        invitation.status, invitation.responded_at = "responded", now
-    try:
-        db.session.flush()
-        _follow_up(survey, response, values, now)
-        if invitation is not None and invitation.ticket_id:
-            _score_ticket(survey, invitation.ticket_id, values, now)
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        earlier = _response_by_key(submission_key)  # the same form, sent twice at once
-        if earlier is not None:
-            return earlier
-        raise InvitationGone(str(_l("This survey link has been used already."))) from None
-    return response
-
-
-def _numbers(survey: Survey, values: dict, kind: str) -> list[tuple[Question, int]]:
-    return [
-        (q, values[q.id]["number"])
-        for q in survey.questions
-        if q.kind == kind and (values.get(q.id) or {}).get("number") is not None
-    ]
-
-
-def _follow_up(survey: Survey, response: SurveyResponse, values: dict, now: datetime) -> None:
-    """A detractor's answer opens a ticket linked to the response."""
-    from models.ticket import NewTicket, add_message, category_by_code, open_ticket
-
-    low = [
-        (q, n)
-        for q, n in _numbers(survey, values, "nps") + _numbers(survey, values, "rating")
-        if is_detractor(q, n, survey.detractor_nps)
-    ]
-    if not low:
-        return
-    scores = ", ".join(f"{'NPS' if q.kind == 'nps' else 'CSAT'} {n}" for q, n in low)
-    comments = [
-        f"{q.prompt}\n{values[q.id]['text']}"
-        for q in survey.questions
-        if q.kind == "text" and (values.get(q.id) or {}).get("text")
-    ]
-    with force_locale(survey.language):  # written for the team that reads this survey
-        subject = _("Survey follow-up: %(title)s (%(scores)s)", title=survey.title, scores=scores)
-        note = _("Low score in survey “%(title)s”: %(scores)s.", title=survey.title, scores=scores)
-    ticket, _code = open_ticket(
-        NewTicket(
-            subject=subject[:200],
-            channel="web",
-            priority="high",
-            category=category_by_code("complaint"),
-            customer_id=response.customer_id,
-        ),
-        now=now,
-    )
-    add_message(ticket, "note", "\n\n".join([note, *comments]), now=now)
-    db.session.flush()
-    response.follow_up_ticket_id = ticket.id
-
-
-def _score_ticket(survey: Survey, ticket_id: int, values: dict, now: datetime) -> None:
-    """The first rating answer of a ticket's satisfaction survey is stored on the ticket."""
-    from models.ticket import Ticket
-
-    ratings = _numbers(survey, values, "rating")
-    ticket = db.session.get(Ticket, ticket_id)
-    if ratings and ticket is not None:
-        ticket.csat_score, ticket.csat_at = ratings[0][1], now
 
 
 def resolution_survey(now: datetime | None = None) -> Survey | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask_babel import get_timezone
 from flask_babel import gettext as _
@@ -10,8 +9,10 @@ from flask_babel import gettext as _
 from extensions import limiter
 from models import db, utcnow
 from models.contact import InvalidContact
+from models.customer import customer_language
 from models.feedback import submit_feedback
-from models.survey import InvitationGone, Survey, find_invitation, open_invitation
+from models.survey import InvitationGone, find_invitation, open_invitation
+from models.survey_answers import survey_spec
 from models.ticket import STATUS_LABELS, find_by_tracking_code
 from surveys.answers import answer_page, render_gone, use_page_locale
 from surveys.forms import FeedbackForm, TrackForm
@@ -92,22 +93,22 @@ def invitation(token: str):
     invitation = find_invitation(token)
     if invitation is None:
         abort(404)
-    customer = invitation.customer
-    use_page_locale(customer.language if customer else invitation.survey.language)
+    survey = survey_spec(invitation.survey_id)
+    use_page_locale(customer_language(invitation.customer_id) or survey.language)
     if request.method == "GET":
         try:
             open_invitation(token)  # marks it opened, or finds it used or expired
         except InvitationGone as exc:
             return render_gone(str(exc))
-    return answer_page(invitation.survey, invitation)
+    return answer_page(survey, invitation)
 
 
 @bp.route("/p/<slug>", methods=["GET", "POST"])
 @limiter.limit(_survey_limit, methods=["POST"])
 def public_survey(slug: str):
     """A survey's anonymous link, open to anyone while the survey allows it."""
-    survey = db.session.scalar(sa.select(Survey).where(Survey.public_slug == slug, Survey.public_link))
-    if survey is None:
+    survey = survey_spec(slug=slug)
+    if survey is None or not survey.public_link:
         abort(404)
     use_page_locale(survey.language)
     if not survey.is_open(utcnow()):

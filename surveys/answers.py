@@ -10,7 +10,8 @@ from flask_babel import refresh
 from wtforms import HiddenField
 from wtforms.validators import Length, Optional, Regexp
 
-from models.survey import AnswersInvalid, Invitation, Survey, SurveyError, submit_response
+from models.survey import Invitation, SurveyError
+from models.survey_answers import AnswersInvalid, SurveySpec, submit_response
 from surveys.forms import HoneypotForm
 
 
@@ -36,7 +37,7 @@ def use_page_locale(locale: str | None) -> None:
     refresh()
 
 
-def raw_answers(survey: Survey) -> dict[int, object]:
+def raw_answers(survey: SurveySpec) -> dict[int, object]:
     """The submitted value of each question: a list for multiple choice, else a string."""
     form = request.form
     return {
@@ -54,7 +55,7 @@ def render_gone(message: str):
     return render_template("surveys/survey_gone.html", message=message), 410
 
 
-def answer_page(survey: Survey, invitation: Invitation | None = None):
+def answer_page(survey: SurveySpec, invitation: Invitation | None = None):
     """Show the questions, or store the answers and thank the customer."""
     form = AnswerForm()
     answers: dict[int, object] = {}
@@ -88,5 +89,5 @@ def answer_page(survey: Survey, invitation: Invitation | None = None):
     return html, status, {"Cache-Control": "no-store"}
 
 
-def _thanks(survey: Survey):
+def _thanks(survey: SurveySpec):
     return render_template("surveys/survey_thanks.html", survey=survey), 200, {"Cache-Control": "no-store"}

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 
 from models import db, utcnow
 from models.customer import Customer
-from models.survey import Answer, Invitation, Question, Survey, SurveyResponse, is_detractor
+from models.survey import Answer, Invitation, Question, Survey, SurveyResponse
+from models.survey_answers import is_detractor
 from models.ticket import Ticket
 
 SEED_ARGS = ["seed-demo", "--customers", "60", "--tickets", "40", "--responses", "80", "--seed", "7"]

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from models import db
 from models.survey import (
-    AnswersInvalid,
     Invitation,
     InvitationGone,
     Question,
@@ -18,8 +17,8 @@ from models.survey import (
     SurveyResponse,
     create_invitation,
     open_invitation,
-    submit_response,
 )
+from models.survey_answers import AnswersInvalid, submit_response
 from models.ticket import Ticket
 from tests.factories import make_customer
 

@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from models import db, utcnow
 from models.audit import AuditEvent
 from models.loyalty import NewPurchase, record_purchase
-from models.survey import Invitation, Question, Survey, SurveyResponse, create_invitation, submit_response
+from models.survey import Invitation, Question, Survey, SurveyResponse, create_invitation
+from models.survey_answers import submit_response
 from models.ticket import Ticket
 from models.user import Role
 from tests.conftest import csrf_token, make_staff
