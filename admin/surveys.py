@@ -125,6 +125,8 @@ class SurveyView(StaffModelView):
     column_searchable_list = ["title"]
     column_filters = ["language", "public_link", "send_on_resolution", "opens_at"]
     can_view_details = True
+    create_template = "admin/survey_create.html"
+    edit_template = "admin/survey_edit.html"
     form_columns = [
         "title",
         "language",

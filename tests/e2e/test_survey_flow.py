@@ -58,18 +58,24 @@ def open_phone_page(browser, live_server) -> Iterator[Callable[[], Page]]:
 
 
 def add_question(page: Page, kind: str, prompt: str, order: int, required: bool = True) -> None:
-    """Click "Add Questions" and fill the card it adds (the cards' labels point at no field: see below)."""
+    """Click "Add Questions" and fill the card it adds, finding each field by its label."""
     cards = page.locator("#questions .inline-field-list > .inline-field")
     index = cards.count()
     page.get_by_role("button", name="Add Questions").click()
     expect(cards).to_have_count(index + 1)
-    # Flask-Admin renames the cloned fields (questions-0-kind …) but leaves the labels' `for` as
-    # "kind", "prompt" …, so get_by_label cannot find them; the fields are found by name instead.
     card = page.locator(f"#questions-{index}")
-    card.locator(f'[name="questions-{index}-position"]').fill(str(order))
-    card.locator(f'[name="questions-{index}-kind"]').select_option(label=kind)
-    card.locator(f'[name="questions-{index}-prompt"]').fill(prompt)
-    card.locator(f'[name="questions-{index}-required"]').set_checked(required)
+    card.get_by_label("Order").fill(str(order))
+    card.get_by_label("Type").select_option(label=kind)
+    card.get_by_label(re.compile(r"^Question\b")).fill(prompt)
+    card.get_by_label("Required").set_checked(required)
+    # Options are asked only of choice questions.
+    options = card.get_by_label("Options")
+    expect(options).to_be_hidden()
+    card.get_by_label("Type").select_option(label="Single choice")
+    expect(options).to_be_visible()
+    card.get_by_label("Type").select_option(label=kind)
+    expect(options).to_be_hidden()
+    expect(card.get_by_role("link", name="Remove this question")).to_be_visible()
 
 
 def build_survey(page: Page) -> None:
