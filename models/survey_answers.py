@@ -104,18 +104,12 @@ def survey_spec(survey_id: int | None = None, slug: str | None = None) -> Survey
     workers see it within the TTL.
     """
     cache = current_app.extensions.setdefault(SPEC_CACHE, {})
-    key = ("id", survey_id) if survey_id is not None else ("slug", slug)
-    hit = cache.get(key)
-    if hit is not None and time.monotonic() - hit.read_at < float(
-        current_app.config.get("SURVEY_SETTINGS_TTL", 5)
-    ):
+    ttl = float(current_app.config.get("SURVEY_SETTINGS_TTL", 5))
+    hit = cache.get(("id", survey_id) if survey_id is not None else ("slug", slug))
+    if hit is not None and time.monotonic() - hit.read_at < ttl:
         return hit
-    query = sa.select(Survey).options(selectinload(Survey.questions))
-    query = (
-        query.where(Survey.id == survey_id)
-        if survey_id is not None
-        else query.where(Survey.public_slug == slug)
-    )
+    which = Survey.id == survey_id if survey_id is not None else Survey.public_slug == slug
+    query = sa.select(Survey).options(selectinload(Survey.questions)).where(which)
     survey = db.session.scalar(query)
     if survey is None:
         return None

@@ -147,3 +147,14 @@ def test_text_is_escaped_on_the_page(client, survey):
     db.session.commit()
     html = client.get("/p/after-sales").text
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
+
+
+def test_a_survey_edited_in_this_worker_shows_at_once(client, survey):
+    assert "售后服务调查" in client.get("/p/after-sales").text  # now cached
+    survey.title = "售后服务满意度调查"
+    survey.public_link = False
+    db.session.commit()
+    assert client.get("/p/after-sales").status_code == 404
+    survey.public_link = True
+    db.session.commit()
+    assert "售后服务满意度调查" in client.get("/p/after-sales").text
