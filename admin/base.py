@@ -135,6 +135,30 @@ class _Echo:
         return value
 
 
+def stream_csv(filename: str, header: list, rows: t.Iterable[list], session) -> Response:
+    """A CSV download streamed row by row: BOM for spreadsheets, every cell formula-safe.
+
+    `session` is the database session the rows are read from; it is closed after the last
+    row (the app context's teardown has already closed it once, before the rows were read,
+    and PostgreSQL would otherwise keep the transaction open).
+    """
+    writer = csv.writer(_Echo())
+
+    def lines() -> t.Iterator[str]:
+        yield "\ufeff" + writer.writerow([str(cell) for cell in header])
+        try:
+            for row in rows:
+                yield writer.writerow([csv_safe(cell) for cell in row])
+        finally:
+            session.close()
+
+    return Response(
+        stream_with_context(lines()),
+        headers={"Content-Disposition": f"attachment; filename={secure_filename(filename)}"},
+        mimetype="text/csv",
+    )
+
+
 class StaffModelView(StaffAccess, ModelView):
     """Model screens: SecureForm CSRF on every form, audit of every change, safe export."""
 
@@ -229,23 +253,9 @@ class StaffModelView(StaffAccess, ModelView):
         count = query.order_by(None).count()
         self.audit_export(count)
         columns = list(self._export_columns)
-        writer = csv.writer(_Echo())
-
-        def rows() -> t.Iterator[str]:
-            yield "\ufeff" + writer.writerow([str(label) for _name, label in columns])
-            try:
-                for model in query.yield_per(self.export_batch_size):
-                    yield writer.writerow(
-                        [csv_safe(self.get_export_value(model, name)) for name, _label in columns]
-                    )
-            finally:
-                # The app context's teardown has already closed this session once, before
-                # the rows were read; close it again or PostgreSQL keeps the transaction open.
-                query.session.close()
-
-        filename = secure_filename(self.get_export_name(export_type="csv"))
-        return Response(
-            stream_with_context(rows()),
-            headers={"Content-Disposition": f"attachment; filename={filename}"},
-            mimetype="text/csv",
+        rows = (
+            [self.get_export_value(model, name) for name, _label in columns]
+            for model in query.yield_per(self.export_batch_size)
         )
+        header = [label for _name, label in columns]
+        return stream_csv(self.get_export_name(export_type="csv"), header, rows, query.session)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
-from flask import Response, abort, flash, redirect, request, stream_with_context, url_for
+from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_babel import gettext as _
@@ -15,16 +14,14 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_login import current_user
 from markupsafe import Markup
-from werkzeug.utils import secure_filename
 from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, NumberRange, Optional
 
-from admin.base import StaffModelView, StaffView, can_view_pii, from_local, staff_zone
+from admin.base import StaffModelView, StaffView, can_view_pii, from_local, staff_zone, stream_csv
 from insights.survey_results import responses_query, survey_overview, survey_report
 from models import db, utcnow
 from models.audit import record_event
-from models.customer import CUSTOMER_LANGUAGES, find_customer_id
-from models.export import csv_safe
+from models.customer import CUSTOMER_LANGUAGES, find_customer_id, member_numbers
 from models.loyalty import tiers
 from models.survey import (
     INVITATION_LABELS,
@@ -383,9 +380,10 @@ class SurveyInviteView(StaffView):
         return self.render("admin/survey_invite.html", form=form, selected=selected)
 
     def _links_page(self, survey: Survey, created):
+        member_nos = member_numbers(inv.customer_id for inv, _token in created)
         rows = [
             (
-                invitation.customer.member_no if invitation.customer else "",
+                member_nos.get(invitation.customer_id, ""),
                 url_for("surveys.invitation", token=token, _external=True),
             )
             for invitation, token in created
@@ -470,7 +468,7 @@ class SurveyResultsView(StaffView):
         """Every response in the date range as CSV, one column per question, formula-safe."""
         survey, _form, start, end = self._asked(survey_id)
         identity = can_view_pii()
-        query = responses_query(survey, start, end)
+        query = responses_query(survey, start, end, with_customer=identity)
         total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
         identity_fields = ["member_no"] if identity else []
         fields = ["submitted_at", *identity_fields, *(f"q{q.id}" for q in survey.questions)]
@@ -483,43 +481,15 @@ class SurveyResultsView(StaffView):
         session = db.session()
 
         def rows():
-            out = _Line()
-            writer = csv.writer(out)
-            writer.writerow(header)
-            yield "\ufeff" + out.take()
-            try:
-                for response in session.scalars(query.execution_options(yield_per=500)):
-                    answers = {a.question_id: _answer_text(a) for a in response.answers}
-                    row = [response.id, response.submitted_at.astimezone(zone).isoformat(timespec="seconds")]
-                    if identity:
-                        row.append(response.customer.member_no if response.customer else "")
-                    row += [answers.get(q.id, "") for q in questions]
-                    row.append(response.follow_up_ticket_id or "")
-                    writer.writerow([csv_safe(value) for value in row])
-                    yield out.take()
-            finally:
-                session.close()
+            for response in session.scalars(query.execution_options(yield_per=500)):
+                answers = {a.question_id: _answer_text(a) for a in response.answers}
+                row = [response.id, response.submitted_at.astimezone(zone).isoformat(timespec="seconds")]
+                if identity:
+                    row.append(response.customer.member_no if response.customer else "")
+                row += [answers.get(q.id, "") for q in questions]
+                yield [*row, response.follow_up_ticket_id or ""]
 
-        filename = secure_filename(f"survey-{survey.id}-responses.csv")
-        return Response(
-            stream_with_context(rows()),
-            headers={"Content-Disposition": f"attachment; filename={filename}"},
-            mimetype="text/csv",
-        )
-
-
-class _Line:
-    """A file-like buffer for csv.writer whose lines are taken out as they are written."""
-
-    def __init__(self) -> None:
-        self.parts: list[str] = []
-
-    def write(self, value: str) -> None:
-        self.parts.append(value)
-
-    def take(self) -> str:
-        text, self.parts = "".join(self.parts), []
-        return text
+        return stream_csv(f"survey-{survey.id}-responses.csv", header, rows(), session)
 
 
 def _answer_text(answer: Answer) -> str:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 
 import sqlalchemy as sa
+from sqlalchemy.orm import selectinload
 
 from insights.scores import CsatResult, NpsResult, csat, distribution, nps
 from models import db
@@ -68,13 +69,17 @@ def _in_range(column, start: datetime | None, end: datetime | None) -> list:
     return clauses
 
 
-def responses_query(survey: Survey, start: datetime | None, end: datetime | None) -> sa.Select:
-    """A survey's responses submitted in [start, end), oldest first."""
-    return (
+def responses_query(
+    survey: Survey, start: datetime | None, end: datetime | None, with_customer: bool = False
+) -> sa.Select:
+    """A survey's responses submitted in [start, end), oldest first, their answers loaded with them."""
+    query = (
         sa.select(SurveyResponse)
         .where(SurveyResponse.survey_id == survey.id, *_in_range(SurveyResponse.submitted_at, start, end))
         .order_by(SurveyResponse.id)
+        .options(selectinload(SurveyResponse.answers))
     )
+    return query.options(selectinload(SurveyResponse.customer)) if with_customer else query
 
 
 def _week_start(moment: datetime, zone: tzinfo) -> date:

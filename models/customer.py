@@ -173,6 +173,15 @@ def find_customer(term: str) -> tuple[int, str | None] | None:
     return (row[0], row[1]) if row else None
 
 
+def member_numbers(customer_ids) -> dict[int, str]:
+    """Member numbers by customer id, in one query, without decrypting anything."""
+    ids = [cid for cid in set(customer_ids) if cid is not None]
+    if not ids:
+        return {}
+    query = sa.select(Customer.id, Customer.member_no).where(Customer.id.in_(ids))
+    return dict(db.session.execute(query).all())
+
+
 def customer_language(customer_id: int | None) -> str | None:
     """A customer's language, without loading (and decrypting) the rest of the record."""
     if customer_id is None:

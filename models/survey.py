@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, joinedload, mapped_column, relationship
 
 from models import UTCDateTime, begin_write, db, utcnow
 from models.crypto import EncryptedText
@@ -178,6 +178,7 @@ def customer_invitations(customer_id: int, limit: int = 10) -> list[Invitation]:
     """A customer's newest invitations."""
     query = (
         sa.select(Invitation)
+        .options(joinedload(Invitation.survey))
         .where(Invitation.customer_id == customer_id)
         .order_by(Invitation.id.desc())
         .limit(limit)
