@@ -13,7 +13,7 @@ from sqlalchemy.orm import selectinload
 from insights.scores import CsatResult, NpsResult, csat, distribution, nps
 from models import db
 from models.customer import Customer
-from models.survey import INVITATION_STATUSES, Answer, Invitation, Question, Survey, SurveyResponse
+from models.survey import INVITATION_STATUSES, SCALES, Answer, Invitation, Question, Survey, SurveyResponse
 from models.ticket import Ticket
 from models.user import StaffUser
 
@@ -149,7 +149,7 @@ def _question_result(question: Question, answers: list) -> QuestionResult:
     result = QuestionResult(question, answered=len(answers))
     if question.kind in ("nps", "rating"):
         values = [n for n, _c, _s in answers if n is not None]
-        low, high = (0, 10) if question.kind == "nps" else (1, 5)
+        low, high = SCALES[question.kind]
         result.counts = [(str(v), n) for v, n in distribution(values, low, high)]
         if question.kind == "nps":
             result.nps = nps(values)
@@ -236,27 +236,47 @@ class SurveyLine:
     csat: float | None
 
 
+def _score_counts(*where) -> dict[tuple[int, str], Counter]:
+    """How often each NPS and rating value was given, per survey: a few rows, counted in SQL."""
+    answers = sa.func.count(Answer.id)
+    query = (
+        sa.select(Question.survey_id, Question.kind, Answer.number, answers)
+        .join(Answer, Answer.question_id == Question.id)
+        .where(Question.kind.in_(("nps", "rating")), Answer.number.is_not(None), *where)
+        .group_by(Question.survey_id, Question.kind, Answer.number)
+    )
+    counts: dict[tuple[int, str], Counter] = defaultdict(Counter)
+    for survey_id, kind, number, n in db.session.execute(query):
+        counts[(survey_id, kind)][number] += n
+    return counts
+
+
+def _scores(counts: dict[tuple[int, str], Counter], kind: str, survey_id: int | None = None) -> list[int]:
+    """The answers of one kind, of one survey or of all, as the score functions take them."""
+    return [
+        value
+        for (sid, k), counter in counts.items()
+        if k == kind and survey_id in (None, sid)
+        for value in counter.elements()
+    ]
+
+
 def survey_overview() -> list[SurveyLine]:
     """Every survey, newest first, with its responses and all-time NPS and CSAT."""
     surveys = db.session.scalars(sa.select(Survey).order_by(Survey.id.desc())).all()
+    responses = sa.func.count(SurveyResponse.id)
     counts = dict(
         db.session.execute(
-            sa.select(SurveyResponse.survey_id, sa.func.count(SurveyResponse.id)).group_by(
-                SurveyResponse.survey_id
-            )
+            sa.select(SurveyResponse.survey_id, responses).group_by(SurveyResponse.survey_id)
         ).all()
     )
-    numbers: dict[tuple[int, str], list[int]] = defaultdict(list)
-    rows = db.session.execute(
-        sa.select(Question.survey_id, Question.kind, Answer.number)
-        .join(Answer, Answer.question_id == Question.id)
-        .where(Question.kind.in_(("nps", "rating")), Answer.number.is_not(None))
-    )
-    for survey_id, kind, number in rows:
-        numbers[(survey_id, kind)].append(number)
+    scores = _score_counts()
     return [
         SurveyLine(
-            s, counts.get(s.id, 0), nps(numbers[(s.id, "nps")]).score, csat(numbers[(s.id, "rating")]).score
+            s,
+            counts.get(s.id, 0),
+            nps(_scores(scores, "nps", s.id)).score,
+            csat(_scores(scores, "rating", s.id)).score,
         )
         for s in surveys
     ]
@@ -271,17 +291,9 @@ class Satisfaction:
 
 def satisfaction_since(since: datetime) -> Satisfaction:
     """NPS and CSAT over every survey's answers submitted since a moment (the home page)."""
-    rows = db.session.execute(
-        sa.select(Question.kind, Answer.number)
-        .join(Answer, Answer.question_id == Question.id)
-        .join(SurveyResponse, Answer.response_id == SurveyResponse.id)
-        .where(SurveyResponse.submitted_at >= since, Answer.number.is_not(None))
-    ).all()
+    recent = Answer.response_id.in_(sa.select(SurveyResponse.id).where(SurveyResponse.submitted_at >= since))
+    scores = _score_counts(recent)
     responses = db.session.scalar(
         sa.select(sa.func.count(SurveyResponse.id)).where(SurveyResponse.submitted_at >= since)
     )
-    return Satisfaction(
-        responses or 0,
-        nps(n for kind, n in rows if kind == "nps"),
-        csat(n for kind, n in rows if kind == "rating"),
-    )
+    return Satisfaction(responses or 0, nps(_scores(scores, "nps")), csat(_scores(scores, "rating")))

@@ -61,6 +61,11 @@ class UTCDateTime(sa.TypeDecorator):
         return value
 
 
+def one_of(column: str, values, name: str) -> sa.CheckConstraint:
+    """A CHECK that a column holds one of the given values (named by the naming convention)."""
+    return sa.CheckConstraint(f"{column} IN ({', '.join(repr(str(v)) for v in values)})", name=name)
+
+
 def configure_engine(engine: sa.Engine) -> None:
     """Tune SQLite for a web app: WAL, NORMAL sync, busy timeout, foreign keys, explicit BEGIN.
 

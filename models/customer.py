@@ -11,7 +11,7 @@ from flask import current_app
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from models import UTCDateTime, db, stamp_after_insert, utcnow
+from models import UTCDateTime, db, one_of, stamp_after_insert, utcnow
 from models.contact import (
     InvalidContact,
     email_lookup_key,
@@ -78,9 +78,7 @@ class Customer(db.Model):
     """A customer of the shop. Personal fields are encrypted; segmentation fields are plain."""
 
     __tablename__ = "customer"
-    __table_args__ = (
-        sa.CheckConstraint("gender IN ('female', 'male', 'other', 'undisclosed')", name="gender"),
-    )
+    __table_args__ = (one_of("gender", Gender, "gender"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     member_no: Mapped[str | None] = mapped_column(sa.String(32), unique=True)

@@ -19,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from models import BilingualName, UTCDateTime, begin_write, commit_keeping_state, db, utcnow
+from models import BilingualName, UTCDateTime, begin_write, commit_keeping_state, db, one_of, utcnow
 
 ENTRY_KINDS = ("earn", "redeem", "adjust", "expire", "reverse")
 ENTRY_LABELS = {
@@ -67,10 +67,6 @@ class DuplicateOrder(LoyaltyError):
     code, status = "order_conflict", 409
 
 
-def _in(column: str, values, name: str) -> sa.CheckConstraint:
-    return sa.CheckConstraint(f"{column} IN ({', '.join(repr(v) for v in values)})", name=name)
-
-
 class Tier(BilingualName, db.Model):
     """A membership tier, reached by spend over the last twelve months."""
 
@@ -111,7 +107,7 @@ class PointsEntry(db.Model):
 
     __tablename__ = "points_entry"
     __table_args__ = (
-        _in("kind", ENTRY_KINDS, "kind"),
+        one_of("kind", ENTRY_KINDS, "kind"),
         sa.CheckConstraint("points <> 0", name="points_not_zero"),
         sa.CheckConstraint("balance_after >= 0", name="balance_after"),
     )
@@ -143,7 +139,7 @@ class Purchase(db.Model):
     __table_args__ = (
         sa.UniqueConstraint("source", "order_ref", name="uq_purchase_source_order_ref"),
         sa.CheckConstraint("amount > 0", name="amount_positive"),
-        _in("status", ("completed", "refunded"), "status"),
+        one_of("status", ("completed", "refunded"), "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -172,7 +168,7 @@ class EarningRule(db.Model):
     __table_args__ = (
         sa.CheckConstraint("points_per_unit >= 0", name="points_per_unit"),
         sa.CheckConstraint("minimum_amount >= 0", name="minimum_amount"),
-        _in("rounding", tuple(ROUNDING), "rounding"),
+        one_of("rounding", tuple(ROUNDING), "rounding"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

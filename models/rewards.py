@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models import BilingualName, UTCDateTime, begin_write, commit_keeping_state, db, utcnow
+from models import BilingualName, UTCDateTime, begin_write, commit_keeping_state, db, one_of, utcnow
 from models.loyalty import (
     LoyaltyAccount,
     LoyaltyError,
@@ -57,7 +57,7 @@ class Redemption(db.Model):
     """Points exchanged for a reward, with the coupon code the customer shows."""
 
     __tablename__ = "redemption"
-    __table_args__ = (sa.CheckConstraint("status IN ('issued', 'used', 'cancelled')", name="status"),)
+    __table_args__ = (one_of("status", REDEMPTION_STATUSES, "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customer.id"), index=True)

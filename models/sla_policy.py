@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models import db
+from models import db, one_of
 from models.sla import Calendar, add_business_time
 
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -26,15 +26,6 @@ DEFAULT_POLICIES = {
     "normal": (4 * 60, 24 * 60, "high"),
     "low": (8 * 60, 72 * 60, "normal"),
 }
-WEEKDAYS = (
-    _l("Monday"),
-    _l("Tuesday"),
-    _l("Wednesday"),
-    _l("Thursday"),
-    _l("Friday"),
-    _l("Saturday"),
-    _l("Sunday"),
-)
 
 
 class SlaPolicy(db.Model):
@@ -42,7 +33,7 @@ class SlaPolicy(db.Model):
 
     __tablename__ = "sla_policy"
     __table_args__ = (
-        sa.CheckConstraint("priority IN ('low', 'normal', 'high', 'urgent')", name="priority"),
+        one_of("priority", PRIORITIES, "priority"),
         sa.CheckConstraint("first_response_minutes > 0 AND resolution_minutes > 0", name="positive"),
         sa.CheckConstraint(
             "escalate_to IS NULL OR escalate_to IN ('low', 'normal', 'high', 'urgent')", name="escalate_to"
@@ -131,18 +122,3 @@ def policy_for(priority: str) -> SlaPolicy:
 def due_at(start: datetime, minutes: int, paused: timedelta, calendar: Calendar) -> datetime:
     """When a target of `minutes` business minutes falls due, after time spent paused."""
     return add_business_time(start, timedelta(minutes=minutes) + paused, calendar)
-
-
-def ensure_default_policies() -> None:
-    """Create the four default SLA policies where missing (the caller commits)."""
-    existing = set(db.session.scalars(sa.select(SlaPolicy.priority)))
-    for priority, (first, resolution, escalate) in DEFAULT_POLICIES.items():
-        if priority not in existing:
-            db.session.add(
-                SlaPolicy(
-                    priority=priority,
-                    first_response_minutes=first,
-                    resolution_minutes=resolution,
-                    escalate_to=escalate,
-                )
-            )

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, joinedload, mapped_column, relationship
 
-from models import UTCDateTime, begin_write, db, utcnow
+from models import UTCDateTime, begin_write, db, one_of, utcnow
 from models.crypto import EncryptedText
 
 QUESTION_KINDS = ("nps", "rating", "single", "multiple", "text")
@@ -25,6 +25,12 @@ INVITATION_LABELS = {
 TOKEN_BYTES = 24  # 192 random bits
 DETRACTOR_NPS = 6  # an NPS answer at or under this opens a follow-up ticket
 DETRACTOR_CSAT = 2  # so does a CSAT (1–5) answer at or under this
+SCALES = {"nps": (0, 10), "rating": (1, 5)}  # the lowest and highest answer of each scale
+
+
+def open_between(opens_at: datetime | None, closes_at: datetime | None, now: datetime) -> bool:
+    """Whether `now` falls in a survey's window (either end may be open)."""
+    return (opens_at is None or opens_at <= now) and (closes_at is None or now < closes_at)
 
 
 class SurveyError(ValueError):
@@ -33,10 +39,6 @@ class SurveyError(ValueError):
 
 class InvitationGone(SurveyError):
     """The link was used or has expired (a friendly 410)."""
-
-
-def _in(column: str, values, name: str) -> sa.CheckConstraint:
-    return sa.CheckConstraint(f"{column} IN ({', '.join(repr(v) for v in values)})", name=name)
 
 
 class Survey(db.Model):
@@ -69,16 +71,14 @@ class Survey(db.Model):
         return self.title
 
     def is_open(self, now: datetime) -> bool:
-        return (self.opens_at is None or self.opens_at <= now) and (
-            self.closes_at is None or now < self.closes_at
-        )
+        return open_between(self.opens_at, self.closes_at, now)
 
 
 class Question(db.Model):
     """One question: NPS 0–10, rating 1–5 (CSAT), single or multiple choice, or free text."""
 
     __tablename__ = "survey_question"
-    __table_args__ = (_in("kind", QUESTION_KINDS, "kind"),)
+    __table_args__ = (one_of("kind", QUESTION_KINDS, "kind"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     survey_id: Mapped[int] = mapped_column(sa.ForeignKey("survey.id", ondelete="CASCADE"), index=True)
@@ -102,7 +102,7 @@ class Invitation(db.Model):
     """A personal, single-use, expiring link; only a hash of its token is stored."""
 
     __tablename__ = "survey_invitation"
-    __table_args__ = (_in("status", INVITATION_STATUSES, "status"),)
+    __table_args__ = (one_of("status", INVITATION_STATUSES, "status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     survey_id: Mapped[int] = mapped_column(sa.ForeignKey("survey.id"), index=True)
@@ -315,7 +315,7 @@ def segment_query(
         member = sa.select(LoyaltyAccount.customer_id).where(LoyaltyAccount.tier_code == tier)
         if tier == "member":  # customers without an account are members too
             has_account = sa.select(LoyaltyAccount.customer_id)
-            query = query.where(sa.or_(Customer.id.in_(member), Customer.id.not_in(has_account)))
+            query = query.where(sa.or_(Customer.id.in_(member), Customer.id.notone_of(has_account)))
         else:
             query = query.where(Customer.id.in_(member))
     return query

@@ -24,6 +24,7 @@ from models import begin_write, db, utcnow
 from models.survey import (
     DETRACTOR_CSAT,
     DETRACTOR_NPS,
+    SCALES,
     Answer,
     Invitation,
     InvitationGone,
@@ -31,6 +32,7 @@ from models.survey import (
     Survey,
     SurveyError,
     SurveyResponse,
+    open_between,
 )
 
 
@@ -50,6 +52,12 @@ class QuestionSpec:
     prompt: str
     required: bool
     choices: tuple[str, ...]
+
+    @property
+    def scale(self) -> range:
+        """The answers an NPS or rating question takes (empty for other kinds)."""
+        low, high = SCALES.get(self.kind, (0, -1))
+        return range(low, high + 1)
 
 
 @dataclass(frozen=True)
@@ -89,9 +97,7 @@ class SurveySpec:
         )
 
     def is_open(self, now: datetime) -> bool:
-        return (self.opens_at is None or self.opens_at <= now) and (
-            self.closes_at is None or now < self.closes_at
-        )
+        return open_between(self.opens_at, self.closes_at, now)
 
 
 SPEC_CACHE = "patron.survey_specs"
@@ -142,7 +148,7 @@ def check_answer(question: QuestionSpec, raw) -> dict | None:
             raise ValueError(str(_l("Please answer this question.")))
         return None
     if question.kind in ("nps", "rating"):
-        low, high = (0, 10) if question.kind == "nps" else (1, 5)
+        low, high = SCALES[question.kind]
         value = int(raw) if str(raw).strip().lstrip("-").isdigit() else None
         if value is None or not low <= value <= high:
             raise ValueError(str(_l("Choose a value from %(low)d to %(high)d.", low=low, high=high)))

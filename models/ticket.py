@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models import BilingualName, UTCDateTime, db, stamp_after_insert, utcnow
+from models import BilingualName, UTCDateTime, db, one_of, stamp_after_insert, utcnow
 from models.audit import record_event
 from models.crypto import EncryptedText, blind_index
 from models.sla import Calendar
@@ -50,14 +50,6 @@ MESSAGE_KIND_LABELS = {
     "outbound": _l("Reply to the customer"),
     "note": _l("Internal note"),
 }
-DEFAULT_CATEGORIES = [
-    ("complaint", "Complaint", "投诉"),
-    ("inquiry", "Inquiry", "咨询"),
-    ("suggestion", "Suggestion", "建议"),
-    ("praise", "Praise", "表扬"),
-    ("return_refund", "Return / refund", "退换货 / 退款"),
-    ("other", "Other", "其他"),
-]
 DUE_SOON = timedelta(hours=2)
 SLA_STATE_LABELS = {
     "paused": _l("Paused"),
@@ -65,11 +57,6 @@ SLA_STATE_LABELS = {
     "breached": _l("Breached"),
     "due_soon": _l("Due soon"),
 }
-
-
-def _in(column: str, values: tuple[str, ...], name: str) -> sa.CheckConstraint:
-    quoted = ", ".join(f"'{v}'" for v in values)
-    return sa.CheckConstraint(f"{column} IN ({quoted})", name=name)
 
 
 class TicketError(ValueError):
@@ -94,9 +81,9 @@ class Ticket(db.Model):
 
     __tablename__ = "ticket"
     __table_args__ = (
-        _in("status", STATUSES, "status"),
-        _in("priority", PRIORITIES, "priority"),
-        _in("channel", CHANNELS, "channel"),
+        one_of("status", STATUSES, "status"),
+        one_of("priority", PRIORITIES, "priority"),
+        one_of("channel", CHANNELS, "channel"),
         sa.CheckConstraint("csat_score BETWEEN 1 AND 5", name="csat_score"),
     )
 
@@ -155,10 +142,6 @@ class Ticket(db.Model):
     def paused(self) -> timedelta:
         return timedelta(seconds=self.paused_seconds or 0)
 
-    def breached(self, now: datetime) -> bool:
-        """Whether a target was missed (flagged, or overdue right now)."""
-        return self.first_response_breached or self.resolution_breached or self.overdue(now)
-
     def sla_state(self, now: datetime) -> str | None:
         """Where the ticket stands against its SLA: paused, overdue, breached, due_soon or None."""
         if self.paused_since is not None and self.is_open:
@@ -195,7 +178,7 @@ class TicketMessage(db.Model):
     """One message in a ticket's thread: from the customer, to the customer, or an internal note."""
 
     __tablename__ = "ticket_message"
-    __table_args__ = (_in("kind", MESSAGE_KINDS, "kind"),)
+    __table_args__ = (one_of("kind", MESSAGE_KINDS, "kind"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("ticket.id", ondelete="CASCADE"), index=True)
@@ -338,9 +321,8 @@ def transition(ticket: Ticket, to_status: str, actor=None, now: datetime | None 
                 )
             )
         )
-    calendar = load_calendar()
     if before == "waiting_on_customer":
-        _resume_clock(ticket, calendar, now)
+        _resume_clock(ticket, load_calendar(), now)
     if to_status == "waiting_on_customer":
         ticket.paused_since = now
     if to_status == "resolved":
@@ -458,14 +440,6 @@ def escalate_breaches(now: datetime | None = None) -> list[Ticket]:
         record_event("ticket.escalate", "ticket", ticket.id, ["priority", "breach"], actor="system")
         escalated.append(ticket)
     return escalated
-
-
-def ensure_default_categories() -> None:
-    """Create the default ticket categories where missing (the caller commits)."""
-    existing = set(db.session.scalars(sa.select(TicketCategory.code)))
-    for position, (code, name_en, name_zh) in enumerate(DEFAULT_CATEGORIES):
-        if code not in existing:
-            db.session.add(TicketCategory(code=code, name_en=name_en, name_zh=name_zh, position=position))
 
 
 def category_by_code(code: str) -> TicketCategory | None:

@@ -14,7 +14,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models import UTCDateTime, db, utcnow
+from models import UTCDateTime, db, one_of, utcnow
 
 # Argon2id, RFC 9106 "second recommended" profile: 64 MiB, 3 passes, 4 lanes. That is
 # above OWASP ASVS 5 / the OWASP cheat sheet minimum (19 MiB, t=2, p=1).
@@ -108,7 +108,7 @@ class StaffUser(UserMixin, db.Model):
     """A member of staff who signs in to the panel."""
 
     __tablename__ = "staff_user"
-    __table_args__ = (sa.CheckConstraint("role IN ('admin', 'manager', 'agent', 'analyst')", name="role"),)
+    __table_args__ = (one_of("role", Role, "role"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)
@@ -159,8 +159,13 @@ class StaffUser(UserMixin, db.Model):
         self.session_version = (self.session_version or 0) + 1
 
 
-# Verifying against a dummy hash keeps the time of a login for an unknown email the same.
-_DUMMY_HASH = PASSWORD_HASHER.hash("not-a-real-password-just-timing")
+@cache
+def _dummy_hash() -> str:
+    """A hash to verify against when the email is unknown, so such a login takes as long.
+
+    Made on first use, not at import: every worker and command would pay for it otherwise.
+    """
+    return PASSWORD_HASHER.hash("not-a-real-password-just-timing")
 
 
 def authenticate(email: str, password: str) -> StaffUser | None:
@@ -170,7 +175,7 @@ def authenticate(email: str, password: str) -> StaffUser | None:
     )
     if user is None or not user.active:
         try:
-            PASSWORD_HASHER.verify(_DUMMY_HASH, password)
+            PASSWORD_HASHER.verify(_dummy_hash(), password)
         except VerificationError:
             pass
         return None
