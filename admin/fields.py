@@ -6,7 +6,7 @@ from flask_babel import lazy_gettext as _l
 from wtforms import ValidationError
 
 from models.contact import InvalidContact, normalise_email, normalise_phone
-from models.customer import default_region
+from models.customer import default_region, find_customer_id
 
 
 def valid_email(_form, field) -> None:
@@ -25,6 +25,17 @@ def valid_phone(_form, field) -> None:
             normalise_phone(field.data, default_region())
         except InvalidContact as exc:
             raise ValidationError(str(exc)) from None
+
+
+def known_customer(_form, field) -> None:
+    """An optional customer reference (email, phone or member number) that must find someone."""
+    if field.data and field.data.strip() and find_customer_id(field.data) is None:
+        raise ValidationError(str(_l("No customer has that email, phone or member number.")))
+
+
+def member_no_of(view, context, model, name: str) -> str:
+    """List formatter: the member number of the row's customer (joined by the list query)."""
+    return model.customer.member_no if model.customer else ""
 
 
 def choices(labels: dict) -> list[tuple[str, object]]:

@@ -22,6 +22,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from admin.base import StaffModelView, StaffView
+from admin.fields import known_customer, member_no_of
 from models import db
 from models.api_key import SCOPES, create_api_key, revoke
 from models.audit import record_event
@@ -39,10 +40,6 @@ from models.rewards import REDEMPTION_LABELS, Redemption, cancel_redemption, mar
 from security import CheckedForm
 
 
-def customer_ref(view, context, model, name):
-    return model.customer.member_no if model.customer else ""
-
-
 def purchase_channel(view, context, model, name):
     return PURCHASE_CHANNELS.get(model.channel, model.channel)
 
@@ -53,11 +50,6 @@ def entry_kind(view, context, model, name):
 
 def redemption_status(view, context, model, name):
     return REDEMPTION_LABELS.get(model.status, model.status)
-
-
-def valid_customer(form, field) -> None:
-    if find_customer_id(field.data or "") is None:
-        raise ValidationError(str(_l("No customer has that email, phone or member number.")))
 
 
 class PurchaseView(StaffModelView):
@@ -94,8 +86,8 @@ class PurchaseView(StaffModelView):
         "points": _l("Points"),
         "status": _l("Status"),
     }
-    column_formatters = {"customer": customer_ref, "channel": purchase_channel}
-    column_formatters_export = {"customer": customer_ref, "channel": purchase_channel}
+    column_formatters = {"customer": member_no_of, "channel": purchase_channel}
+    column_formatters_export = {"customer": member_no_of, "channel": purchase_channel}
     column_default_sort = ("purchased_at", True)
     column_searchable_list = ["order_ref", "source"]
     column_filters = ["purchased_at", "source", "channel", "status"]
@@ -103,7 +95,7 @@ class PurchaseView(StaffModelView):
     form_extra_fields = {
         "customer_lookup": StringField(
             _l("Customer"),
-            validators=[DataRequired(), valid_customer],
+            validators=[DataRequired(), known_customer],
             description=_l("Exact email, phone or member number."),
         ),
         "order_ref": StringField(_l("Order no."), validators=[DataRequired(), Length(max=64)]),
@@ -184,8 +176,8 @@ class LedgerView(StaffModelView):
         "actor": _l("By"),
         "expires_at": _l("Expires"),
     }
-    column_formatters = {"customer": customer_ref, "kind": entry_kind}
-    column_formatters_export = {"customer": customer_ref, "kind": entry_kind}
+    column_formatters = {"customer": member_no_of, "kind": entry_kind}
+    column_formatters_export = {"customer": member_no_of, "kind": entry_kind}
     column_default_sort = ("id", True)
     column_filters = ["kind", "created_at", "customer_id"]
     column_searchable_list = ["reference", "reason"]
@@ -265,35 +257,42 @@ class RedemptionView(StaffModelView):
         "status": _l("Status"),
         "used_at": _l("Used"),
     }
-    column_formatters = {"customer": customer_ref, "status": redemption_status}
+    column_formatters = {"customer": member_no_of, "status": redemption_status}
     column_default_sort = ("created_at", True)
     column_searchable_list = ["coupon_code"]
     column_filters = ["status", "created_at"]
 
-    @action("use", _l("Mark used"))
+    action_rights = {"cancel": "loyalty.manage"}
+
+    @action("use", _l("Mark used"), _l("Mark the selected coupons as used? This cannot be undone."))
     def action_use(self, ids):
+        used = 0
         for redemption in db.session.query(Redemption).filter(Redemption.id.in_([int(i) for i in ids])):
             if redemption.status == "issued":
                 mark_used(redemption)
                 record_event("redemption.use", "redemption", redemption.id, ["status"])
+                used += 1
         db.session.commit()
-        flash(_("Coupons marked used."), "success")
+        flash(_("%(n)d of %(total)d coupons marked used.", n=used, total=len(ids)), "success")
 
     @action(
         "cancel", _l("Cancel and refund points"), _l("Cancel the selected coupons and give the points back?")
     )
     def action_cancel(self, ids):
-        if not current_user.can("loyalty.manage"):
-            flash(_("Only managers can cancel coupons."), "error")
-            return
+        cancelled = 0
         for redemption_id in ids:
             try:
                 cancel_redemption(int(redemption_id), actor=current_user.email)
                 record_event("redemption.cancel", "redemption", redemption_id, ["status"])
                 db.session.commit()
+                cancelled += 1
             except LoyaltyError as exc:
+                db.session.rollback()
                 flash(str(exc), "error")
-        flash(_("Done."), "success")
+        flash(
+            _("%(n)d of %(total)d coupons cancelled.", n=cancelled, total=len(ids)),
+            "success" if cancelled else "error",
+        )
 
 
 class TierView(StaffModelView):

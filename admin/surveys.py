@@ -18,6 +18,7 @@ from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaF
 from wtforms.validators import DataRequired, NumberRange, Optional
 
 from admin.base import StaffModelView, StaffView, can_view_pii, from_local, staff_zone, stream_csv
+from admin.fields import known_customer, member_no_of
 from insights.survey_results import responses_query, survey_overview, survey_report
 from models import db, utcnow
 from models.audit import record_event
@@ -214,10 +215,6 @@ def invitation_status(view, context, model: Invitation, name: str):
     return STATUS_LABELS.get(model.status, model.status)
 
 
-def invitation_customer(view, context, model: Invitation, name: str):
-    return model.customer.member_no if model.customer else ""
-
-
 def invitation_context(view, context, model: Invitation, name: str):
     if model.ticket_id:
         return _("Ticket #%(id)d", id=model.ticket_id)
@@ -249,7 +246,7 @@ class InvitationView(StaffModelView):
     }
     column_formatters = {
         "status": invitation_status,
-        "customer": invitation_customer,
+        "customer": member_no_of,
         "context": invitation_context,
     }
     column_formatters_export = column_formatters
@@ -295,7 +292,7 @@ class InviteForm(CheckedForm):
     ids = StringField(validators=[Optional()])  # customers picked on the customer list
     customer = StringField(
         _l("One customer"),
-        validators=[Optional()],
+        validators=[Optional(), known_customer],
         description=_l("Exact email, phone or member number."),
     )
     order_ref = StringField(
@@ -308,9 +305,7 @@ class InviteForm(CheckedForm):
     language = SelectField(_l("Language"), validators=[Optional()])
     tier = SelectField(_l("Tier"), validators=[Optional()])
 
-    def validate_customer(self, field) -> None:
-        if field.data and find_customer_id(field.data) is None:
-            raise ValidationError(_("No customer has that email, phone or member number."))
+    _purchase_id: int | None = None
 
     def validate_order_ref(self, field) -> None:
         if not field.data:
@@ -318,13 +313,14 @@ class InviteForm(CheckedForm):
         customer_id = find_customer_id(self.customer.data or "")
         if customer_id is None:
             raise ValidationError(_("Give the customer too: an order is asked about one customer at a time."))
-        if purchase_for(customer_id, field.data) is None:
+        self._purchase_id = purchase_for(customer_id, field.data)
+        if self._purchase_id is None:
             raise ValidationError(_("This customer has no purchase with that order reference."))
 
+    @property
     def purchase_id(self) -> int | None:
-        if not self.order_ref.data:
-            return None
-        return purchase_for(find_customer_id(self.customer.data), self.order_ref.data)
+        """The purchase the invitation is about, found when the form was validated."""
+        return self._purchase_id
 
 
 def picked_ids(raw: str | None) -> list[int]:
@@ -364,7 +360,7 @@ class SurveyInviteView(StaffView):
             survey = db.session.get(Survey, int(form.survey.data))
             try:
                 created = invite_customers(
-                    survey, self._targets(form), form.days_valid.data, purchase_id=form.purchase_id()
+                    survey, self._targets(form), form.days_valid.data, purchase_id=form.purchase_id
                 )
                 db.session.flush()
                 record_event(

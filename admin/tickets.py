@@ -11,10 +11,11 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from markupsafe import Markup
-from wtforms import SelectField, StringField, TextAreaField, ValidationError
+from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
 from admin.base import StaffModelView, can_view_pii, live_options
+from admin.fields import known_customer, member_no_of
 from admin.ticket_forms import (
     BulkAssignForm,
     BulkPriorityForm,
@@ -30,7 +31,7 @@ from models.contact import mask_email, mask_name, mask_phone
 from models.customer import find_customer_id
 from models.feedback import STANDARD_SUBJECTS
 from models.sla_policy import PRIORITY_LABELS
-from models.survey import invite_after_resolution, response_for_follow_up
+from models.survey import move_ticket, response_for_follow_up
 from models.ticket import (
     CHANNEL_LABELS,
     MESSAGE_KIND_LABELS,
@@ -51,7 +52,6 @@ from models.ticket import (
     overdue_clause,
     set_category,
     tickets_by_ids,
-    transition,
 )
 from models.user import StaffUser
 
@@ -80,10 +80,6 @@ def channel_label(view, context, model: Ticket, name: str):
     return CHANNEL_LABELS.get(model.channel, model.channel)
 
 
-def customer_label(view, context, model: Ticket, name: str):
-    return model.customer.member_no if model.customer else ""
-
-
 SLA_BADGES = {"paused": "secondary", "overdue": "danger", "breached": "warning", "due_soon": "warning"}
 
 
@@ -98,11 +94,6 @@ def sla_badge(view, context, model: Ticket, name: str):
     if state is None:
         return ""
     return Markup('<span class="badge badge-{}">{}</span>').format(*state)
-
-
-def _known_customer(form, field) -> None:
-    if field.data and field.data.strip() and find_customer_id(field.data) is None:
-        raise ValidationError(str(_l("No customer has that email, phone or member number.")))
 
 
 class BreachFilter(BaseSQLAFilter):
@@ -181,7 +172,7 @@ class TicketView(StaffModelView):
         "status": status_label,
         "priority": priority_badge,
         "channel": channel_label,
-        "customer": customer_label,
+        "customer": member_no_of,
         "sla": sla_badge,
     }
     column_sortable_list = [
@@ -219,7 +210,7 @@ class TicketView(StaffModelView):
     form_extra_fields = {
         "customer_lookup": StringField(
             _l("Customer"),
-            validators=[Optional(), Length(max=254), _known_customer],
+            validators=[Optional(), Length(max=254), known_customer],
             description=_l("Exact email, phone or member number; leave empty if unknown."),
         ),
         "first_message": TextAreaField(
@@ -338,9 +329,8 @@ class TicketView(StaffModelView):
         form = MoveForm()
         if form.validate_on_submit():
             try:
-                transition(ticket, form.to_status.data, current_user)
+                token = move_ticket(ticket, form.to_status.data, current_user)
                 record_event("ticket.status", "ticket", ticket.id, ["status"], detail=form.to_status.data)
-                token = invite_after_resolution(ticket) if ticket.status == "resolved" else None
                 db.session.commit()
                 flash(_("Status changed to %(status)s.", status=STATUS_LABELS[ticket.status]), "success")
                 if token:
@@ -385,8 +375,9 @@ class TicketView(StaffModelView):
     @action("close", _l("Close"), _l("Close the selected tickets?"))
     def action_close(self, ids):
         tickets = tickets_by_ids(ids)
-        closed, skipped = close_tickets(tickets, current_user)
-        for ticket in tickets:
+        closed_tickets, skipped = close_tickets(tickets, current_user)
+        closed = len(closed_tickets)
+        for ticket in closed_tickets:
             record_event("ticket.status", "ticket", ticket.id, ["status"], detail="closed (bulk)")
         db.session.commit()
         flash(

@@ -426,3 +426,14 @@ def invite_after_resolution(ticket, now: datetime | None = None) -> str | None:
         survey, ticket.customer_id, days_valid=7, ticket_id=ticket.id, now=now
     )
     return token
+
+
+def move_ticket(ticket, to_status: str, actor=None, now: datetime | None = None) -> str | None:
+    """Move a ticket along the workflow; a resolved ticket's customer is invited to say how it went.
+
+    Returns the invitation's token (shown once) when one was made. The caller commits.
+    """
+    from models.ticket import transition
+
+    transition(ticket, to_status, actor, now)
+    return invite_after_resolution(ticket, now) if to_status == "resolved" else None

@@ -469,13 +469,9 @@ def set_category(
     ticket.category = category
 
 
-def close_tickets(tickets: list[Ticket], actor=None, now: datetime | None = None) -> tuple[int, int]:
-    """Close every ticket that may be closed; returns (closed, skipped)."""
-    closed = skipped = 0
-    for ticket in tickets:
-        if "closed" in TRANSITIONS.get(ticket.status, ()):
-            transition(ticket, "closed", actor, now)
-            closed += 1
-        else:
-            skipped += 1
-    return closed, skipped
+def close_tickets(tickets: list[Ticket], actor=None, now: datetime | None = None) -> tuple[list[Ticket], int]:
+    """Close every ticket that may be closed; returns the tickets closed and how many were skipped."""
+    closed = [t for t in tickets if "closed" in TRANSITIONS.get(t.status, ())]
+    for ticket in closed:
+        transition(ticket, "closed", actor, now)
+    return closed, len(tickets) - len(closed)
