@@ -11,6 +11,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from models import db
+from models.api_key import SCOPES, create_api_key
 from models.crypto import keyring
 from models.keys import KeyChangeRefused, add_key_version, retire_key_version
 from models.user import PasswordPolicyError, Role, StaffUser, create_staff_user
@@ -63,9 +64,9 @@ def bootstrap_command(customers: int, tickets: int, buyers: int, responses: int)
     password = generated_password()
     create_staff_user("admin@patron.local", password, Role.ADMIN, display_name="Admin")
     db.session.commit()
+    # Shown before the demo data: if seeding stops half-way, the admin can still sign in.
+    click.echo(f"Admin account: admin@patron.local / {password} (shown again below)")
     staff = _seed_with_progress(customers, tickets, buyers, responses)
-    from models.api_key import SCOPES, create_api_key
-
     _key, api_key = create_api_key("Demo POS", "demo-pos", list(SCOPES))
     db.session.commit()
     click.echo("")
@@ -88,7 +89,8 @@ def _seed_with_progress(
 ) -> list[tuple[str, str, str]]:
     from models.demo import seed_demo
 
-    with click.progressbar(length=customers, label="Demo customers") as bar:
+    steps = customers + tickets + buyers + responses  # customers, then tickets, buyers, responses
+    with click.progressbar(length=steps, label="Demo data") as bar:
         return seed_demo(
             customers,
             progress=bar.update,
@@ -201,13 +203,11 @@ def escalate_sla_command() -> None:
     "scopes",
     multiple=True,
     required=True,
-    type=click.Choice(["purchases:write", "points:read", "redemptions:write"]),
+    type=click.Choice(list(SCOPES)),
 )
 @with_appcontext
 def create_api_key_command(name: str, source: str, scopes: tuple[str, ...]) -> None:
     """Create an API key for an integration; the key is printed once."""
-    from models.api_key import create_api_key
-
     try:
         _key, text = create_api_key(name, source, list(scopes))
     except ValueError as exc:

@@ -714,7 +714,11 @@ def seed_demo(
     purchases: int = 0,
     survey_responses: int = 0,
 ) -> list[tuple[str, str, str]]:
-    """Add demo staff (first time), customers (batch by batch), tickets, purchases and surveys."""
+    """Add demo staff (first time), customers (batch by batch), tickets, purchases and surveys.
+
+    `progress` is told how many items of each kind are done: customers batch by batch, then
+    the tickets, the buyers and the survey responses as each phase ends.
+    """
     staff = seed_demo_staff()
     rng = random.Random(seed)
     fake_cn, fake_en = Faker("zh_CN"), Faker("en_GB")
@@ -729,11 +733,15 @@ def seed_demo(
         db.session.expunge_all()
         if progress:
             progress(size)
+    progress = progress or (lambda _done: None)
     if tickets:
         seed_demo_tickets(tickets, rng)
         db.session.commit()
+        progress(tickets)
     if purchases:
         seed_demo_purchases(rng, purchases)
+        progress(purchases)
     if survey_responses:
         seed_demo_surveys(rng, survey_responses)  # after tickets: resolved ones get rated
+        progress(survey_responses)
     return staff

@@ -62,10 +62,14 @@ def feedback_sent():
 
 
 @bp.route("/track", methods=["GET"])
+@limiter.limit(_track_limit)
 def track_lookup():
     form = TrackForm(request.args)
     if request.args and form.validate():
-        return redirect(url_for(".track", code=form.code.data.strip()))
+        code = form.code.data.strip()
+        if find_by_tracking_code(code) is not None:
+            return redirect(url_for(".track", code=code))
+        form.code.errors.append(_("No message has this tracking code. Check it and try again."))
     return render_template("surveys/track_lookup.html", form=form)
 
 

@@ -118,3 +118,10 @@ def test_the_tracking_lookup_form_leads_to_the_ticket(client):
     code = code_from(client, send_feedback(client))
     response = client.get("/track", query_string={"code": f"  {code}  "})
     assert response.status_code == 302 and response.location.endswith(f"/track/{code}")
+
+
+def test_a_mistyped_code_in_the_lookup_form_says_so_and_keeps_it(client):
+    send_feedback(client)
+    response = client.get("/track", query_string={"code": "NOT-A-REAL-CODE"})
+    assert response.status_code == 200
+    assert "No message has this tracking code" in response.text and 'value="NOT-A-REAL-CODE"' in response.text
