@@ -27,10 +27,9 @@ from models.customer import (
 from models.loyalty import (
     ENTRY_LABELS,
     REASON_LABELS,
-    LoyaltyAccount,
     LoyaltyError,
-    Tier,
     TierChange,
+    account_state,
     adjust_points,
     expiring_points,
     has_loyalty_history,
@@ -218,18 +217,16 @@ class CustomerView(StaffModelView):
         return redirect(url_for(".details_view", id=customer_id))
 
     def loyalty_panel(self, customer: Customer) -> dict:
-        account = db.session.get(LoyaltyAccount, customer.id)
-        tier = db.session.scalar(
-            sa.select(Tier).where(Tier.code == (account.tier_code if account else "member"))
-        )
+        balance, tier_code = account_state(customer.id)
+        tier_names = {t.code: str(t) for t in tiers()}
         return {
-            "balance": account.balance if account else 0,
-            "tier": str(tier) if tier else "—",
+            "balance": balance,
+            "tier": tier_names.get(tier_code, "—"),
             "expiring": expiring_points(customer.id),
             "ledger": recent_ledger(customer.id, 15),
             "kinds": ENTRY_LABELS,
             "reasons": REASON_LABELS,
-            "tier_names": {t.code: str(t) for t in tiers()},
+            "tier_names": tier_names,
             "tier_changes": db.session.scalars(
                 sa.select(TierChange)
                 .where(TierChange.customer_id == customer.id)

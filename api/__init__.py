@@ -16,17 +16,18 @@ from models import db, utcnow
 from models.api_key import find_api_key
 from models.customer import Customer, find_customer
 from models.loyalty import (
-    LoyaltyAccount,
     LoyaltyError,
     NewPurchase,
     Purchase,
     UnknownCustomer,
+    account_state,
     expiring_points,
+    member_no_of,
     recent_ledger,
     record_purchase,
     refund_purchase,
 )
-from models.rewards import Reward, redeem
+from models.rewards import available_rewards, redeem
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -165,16 +166,8 @@ def purchase_json(purchase: Purchase, member_no: str | None) -> dict:
 
 
 def account_json(customer_id: int, member_no: str | None) -> dict:
-    account = db.session.execute(
-        sa.select(LoyaltyAccount.balance, LoyaltyAccount.tier_code).where(
-            LoyaltyAccount.customer_id == customer_id
-        )
-    ).first()
-    return {
-        "member_no": member_no,
-        "balance": account[0] if account else 0,
-        "tier": account[1] if account else "member",
-    }
+    balance, tier = account_state(customer_id)
+    return {"member_no": member_no, "balance": balance, "tier": tier}
 
 
 @bp.get("/openapi.json")
@@ -218,7 +211,7 @@ def post_purchase():
 @require("purchases:write")
 def refund(order_ref: str):
     purchase = refund_purchase(g.api_key.source, order_ref, actor=f"api:{g.api_key.name}")
-    member_no = db.session.scalar(sa.select(Customer.member_no).where(Customer.id == purchase.customer_id))
+    member_no = member_no_of(purchase.customer_id)
     return jsonify(
         {"purchase": purchase_json(purchase, member_no), **account_json(purchase.customer_id, member_no)}
     )
@@ -248,16 +241,7 @@ def points(member_no: str):
 @bp.get("/rewards")
 @require("points:read")
 def rewards():
-    now = utcnow()
-    available = db.session.scalars(
-        sa.select(Reward)
-        .where(
-            Reward.active.is_(True),
-            sa.or_(Reward.starts_at.is_(None), Reward.starts_at <= now),
-            sa.or_(Reward.ends_at.is_(None), Reward.ends_at > now),
-        )
-        .order_by(Reward.points_cost)
-    )
+    available = available_rewards(utcnow())
     return jsonify(
         {
             "rewards": [

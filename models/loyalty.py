@@ -46,6 +46,7 @@ REASON_LABELS = {
 }
 ROUNDING = {"down": ROUND_DOWN, "nearest": ROUND_HALF_UP, "up": ROUND_UP}
 MONEY = Decimal("0.01")
+BASE_TIER = "member"  # every customer's tier until their spend earns a higher one
 
 
 class LoyaltyError(ValueError):
@@ -92,7 +93,7 @@ class LoyaltyAccount(db.Model):
 
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customer.id"), primary_key=True)
     balance: Mapped[int] = mapped_column(default=0)
-    tier_code: Mapped[str] = mapped_column(sa.String(32), default="member")
+    tier_code: Mapped[str] = mapped_column(sa.String(32), default=BASE_TIER)
     tier_since: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -235,7 +236,7 @@ def ensure_account(customer_id: int) -> None:
         {
             "customer_id": customer_id,
             "balance": 0,
-            "tier_code": "member",
+            "tier_code": BASE_TIER,
             "tier_since": utcnow(),
             "updated_at": utcnow(),
         },
@@ -470,12 +471,8 @@ def validate_purchase(spec: NewPurchase) -> None:
         raise LoyaltyError(str(_l("An order reference of 1 to 64 characters is required.")))
     if spec.channel not in PURCHASE_CHANNELS:
         raise LoyaltyError(f"channel must be one of {', '.join(PURCHASE_CHANNELS)}.")
-    from models.customer import Customer
-
     if spec.member_no is None:
-        spec.member_no = db.session.scalar(
-            sa.select(Customer.member_no).where(Customer.id == spec.customer_id)
-        )
+        spec.member_no = member_no_of(spec.customer_id)
         if spec.member_no is None:
             raise UnknownCustomer(str(_l("No such customer.")))
 
@@ -486,18 +483,32 @@ def _existing(source: str, order_ref: str) -> Purchase | None:
     )
 
 
-def _member_no(customer_id: int) -> str | None:
+def member_no_of(customer_id: int) -> str | None:
+    """A customer's member number, None if there is no such customer."""
     from models.customer import Customer
 
     return db.session.scalar(sa.select(Customer.member_no).where(Customer.id == customer_id))
 
 
+def account_state(customer_id: int, create: bool = False) -> tuple[int, str]:
+    """A member's (balance, tier code); without an account, 0 points in the base tier.
+
+    With `create`, a missing account is opened first (inside the caller's write transaction).
+    """
+    table = LoyaltyAccount.__table__
+    query = sa.select(table.c.balance, table.c.tier_code).where(table.c.customer_id == customer_id)
+    row = db.session.execute(query).first()
+    if row is None and create:
+        ensure_account(customer_id)
+        row = db.session.execute(query).first()
+    return (row[0], row[1]) if row else (0, BASE_TIER)
+
+
 def _replay(existing: Purchase, spec: NewPurchase) -> PurchaseResult:
     if existing.customer_id != spec.customer_id or existing.amount != spec.amount:
         raise DuplicateOrder(str(_l("This order reference was already used for another purchase.")))
-    account = db.session.get(LoyaltyAccount, existing.customer_id)
-    balance, tier = (account.balance, account.tier_code) if account else (0, "member")
-    return PurchaseResult(existing, False, balance, tier, spec.member_no or _member_no(existing.customer_id))
+    balance, tier = account_state(existing.customer_id)
+    return PurchaseResult(existing, False, balance, tier, spec.member_no)
 
 
 def record_purchase(spec: NewPurchase, actor: str = "system", now: datetime | None = None) -> PurchaseResult:
@@ -526,21 +537,10 @@ def record_purchase(spec: NewPurchase, actor: str = "system", now: datetime | No
         return result
 
 
-def _account_state(customer_id: int) -> tuple[int, str]:
-    """(balance, tier code) of the customer's account, created if missing."""
-    table = LoyaltyAccount.__table__
-    query = sa.select(table.c.balance, table.c.tier_code).where(table.c.customer_id == customer_id)
-    row = db.session.execute(query).first()
-    if row is None:
-        ensure_account(customer_id)
-        row = db.session.execute(query).first()
-    return row[0], row[1]
-
-
 def _record_new(spec: NewPurchase, actor: str, now: datetime) -> PurchaseResult:
     """Insert the purchase, post its points and check the tier (Core statements: the hot path)."""
     purchased_at = spec.purchased_at or now
-    balance, tier_code = _account_state(spec.customer_id)
+    balance, tier_code = account_state(spec.customer_id, create=True)
     settings = programme()
     tier = settings.tier(tier_code)
     points = points_for(
@@ -657,7 +657,7 @@ def reevaluate_tier(
 ) -> str:
     """Put the customer in the tier their rolling 12-month spend earns; returns the tier code."""
     if current is None:
-        current = _account_state(customer_id)[1]
+        current = account_state(customer_id, create=True)[1]
     spend = Decimal(spend_last_year(customer_id, now))
     tier = tier_for_spend(spend, ladder if ladder is not None else tiers())
     if tier is None or tier.code == current:

@@ -82,6 +82,22 @@ def new_coupon_code() -> str:
     return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
 
 
+def available_clause(now: datetime) -> sa.ColumnElement[bool]:
+    """Rewards on offer at a moment: active and inside their window."""
+    return sa.and_(
+        Reward.active.is_(True),
+        sa.or_(Reward.starts_at.is_(None), Reward.starts_at <= now),
+        sa.or_(Reward.ends_at.is_(None), Reward.ends_at > now),
+    )
+
+
+def available_rewards(now: datetime) -> list[Reward]:
+    """The reward catalogue as customers may redeem it now, cheapest first."""
+    return list(
+        db.session.scalars(sa.select(Reward).where(available_clause(now)).order_by(Reward.points_cost))
+    )
+
+
 def _check_eligible(reward: Reward, customer_id: int, now: datetime) -> None:
     if (
         not reward.active

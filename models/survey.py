@@ -301,7 +301,7 @@ def segment_query(
 ) -> sa.Select:
     """Customer ids matching every criterion given (a tag, a city, a language, a tier)."""
     from models.customer import Customer
-    from models.loyalty import LoyaltyAccount
+    from models.loyalty import BASE_TIER, LoyaltyAccount
 
     query = sa.select(Customer.id).order_by(Customer.id)
     if tag:
@@ -313,7 +313,7 @@ def segment_query(
         query = query.where(Customer.language == language)
     if tier:
         member = sa.select(LoyaltyAccount.customer_id).where(LoyaltyAccount.tier_code == tier)
-        if tier == "member":  # customers without an account are members too
+        if tier == BASE_TIER:  # customers without an account are in the base tier too
             has_account = sa.select(LoyaltyAccount.customer_id)
             query = query.where(sa.or_(Customer.id.in_(member), Customer.id.notone_of(has_account)))
         else:
