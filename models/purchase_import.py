@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from models import begin_write, db, utcnow
-from models.customer import find_customer_id
-from models.loyalty import LoyaltyError, NewPurchase, _existing, _record_new, validate_purchase
+from models.customer import find_customer
+from models.loyalty import LoyaltyError, NewPurchase, Purchase, _record_new, validate_purchase
 
 REQUIRED = ("order_ref", "customer", "amount")
 COLUMNS = ("order_ref", "customer", "amount", "currency", "channel", "purchased_at")
@@ -41,9 +42,10 @@ def _parse_row(row: dict, line: int, source: str, currency: str) -> NewPurchase:
     missing = [name for name in REQUIRED if not (row.get(name) or "").strip()]
     if missing:
         raise LoyaltyError(f"missing {', '.join(missing)}")
-    customer_id = find_customer_id(row["customer"])
-    if customer_id is None:
+    found = find_customer(row["customer"])
+    if found is None:
         raise LoyaltyError(f"no customer matches {row['customer'].strip()!r}")
+    customer_id, member_no = found
     try:
         amount = Decimal(row["amount"].strip())
     except InvalidOperation:
@@ -63,6 +65,7 @@ def _parse_row(row: dict, line: int, source: str, currency: str) -> NewPurchase:
         (row.get("currency") or currency).strip().upper(),
         (row.get("channel") or "store").strip(),
         when,
+        member_no,
     )
     validate_purchase(spec)
     return spec
@@ -96,20 +99,32 @@ def check_rows(text: str, source: str, currency: str) -> tuple[list[NewPurchase]
     return specs, report
 
 
+def imported_before(source: str, order_refs: list[str], chunk: int = 500) -> set[str]:
+    """Which of these order references the source has recorded already (a query per 500)."""
+    found: set[str] = set()
+    for start in range(0, len(order_refs), chunk):
+        refs = order_refs[start : start + chunk]
+        query = sa.select(Purchase.order_ref).where(Purchase.source == source, Purchase.order_ref.in_(refs))
+        found.update(db.session.scalars(query))
+    return found
+
+
 def import_purchases(text: str, source: str, currency: str, dry_run: bool, actor: str) -> ImportReport:
     """Check every row; unless dry_run and only if no row has an error, record them all at once."""
     specs, report = check_rows(text, source, currency)
     if not report.ok:
         return report
     if dry_run:
-        fresh = sum(1 for spec in specs if _existing(spec.source, spec.order_ref) is None)
-        report.recorded, report.skipped_existing = fresh, len(specs) - fresh
+        before = imported_before(source, [spec.order_ref for spec in specs])
+        report.skipped_existing = len(before)
+        report.recorded = len(specs) - len(before)
         return report
     now = utcnow()
     begin_write()
     try:
+        before = imported_before(source, [spec.order_ref for spec in specs])  # under the write lock
         for spec in specs:
-            if _existing(spec.source, spec.order_ref) is not None:
+            if spec.order_ref in before:
                 report.skipped_existing += 1  # imported before: idempotent by order reference
                 continue
             _record_new(spec, actor, now)

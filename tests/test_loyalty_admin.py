@@ -147,3 +147,13 @@ def test_a_manager_schedules_a_promotion_in_local_time(client, auth):
     promotion = db.session.scalar(sa.select(Promotion))
     assert promotion.starts_at == datetime(2026, 12, 4, 16, 0, tzinfo=UTC)  # Shanghai midnight
     assert promotion.ends_at == datetime(2026, 12, 6, 16, 0, tzinfo=UTC)
+
+
+def test_orders_imported_before_are_found_in_chunks(app):
+    from models.purchase_import import imported_before
+
+    customer = make_customer()
+    for ref in ("O-1", "O-2", "O-3"):
+        record_purchase(NewPurchase(customer.id, "pos", ref, Decimal("10"), "CNY"))
+    assert imported_before("pos", ["O-1", "O-2", "X", "O-3"], chunk=2) == {"O-1", "O-2", "O-3"}
+    assert imported_before("web", ["O-1"]) == set()
