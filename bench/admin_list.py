@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import secrets
 import shutil
 import sqlite3
@@ -30,7 +29,7 @@ from urllib.parse import urlencode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sqlalchemy as sa
-from common import source_revision
+from common import csrf_token, say, source_revision
 from flask import Flask
 from flask.testing import FlaskClient
 from flask_admin.contrib.sqla import ModelView
@@ -49,7 +48,6 @@ from models.user import Role, StaffUser, create_staff_user
 TARGETS = {"list": 1.5, "search": 1.0}
 BARE_URL = "/admin/bench-plain"
 BENCH_AGENT = "bench-agent@patron.local"
-CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
 SEED = 20251122
 
 
@@ -165,11 +163,6 @@ def build_app(url: str, workdir: Path) -> Flask:
     return app
 
 
-def say(message: str) -> None:
-    """Progress on stderr, so stdout carries only the results."""
-    print(message, file=sys.stderr, flush=True)
-
-
 def seed_customers(target: int) -> None:
     """Top the customer table up to `target` rows with demo data, reporting progress."""
     have = db.session.scalar(sa.select(sa.func.count()).select_from(Customer)) or 0
@@ -260,9 +253,8 @@ def bench_agent_password() -> str:
 
 def sign_in(client: FlaskClient, email: str, password: str) -> None:
     """Sign the client in through the real login form."""
-    match = CSRF_RE.search(client.get("/login").text)
-    assert match, "no csrf_token on /login"
-    token = match.group(1) or match.group(2)
+    token = csrf_token(client.get("/login").text)
+    assert token, "no csrf_token on /login"
     response = client.post("/login", data={"email": email, "password": password, "csrf_token": token})
     assert response.status_code == 302, f"sign-in failed: {response.status_code}"
 

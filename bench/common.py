@@ -7,6 +7,7 @@ import http.client
 import os
 import platform
 import random
+import re
 import secrets
 import shutil
 import socket
@@ -46,6 +47,15 @@ def source_revision() -> str:
     revision = git("rev-parse", "--short", "HEAD") or "unknown revision"
     dirty = git("status", "--porcelain", "--untracked-files=no")
     return revision + (" with uncommitted changes" if dirty else "")
+
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def csrf_token(page: str) -> str | None:
+    """The CSRF token of the form in a page (attributes in either order), or None."""
+    match = CSRF_RE.search(page)
+    return (match.group(1) or match.group(2)) if match else None
 
 
 def say(message: str) -> None:

@@ -14,7 +14,6 @@ import argparse
 import http.client
 import os
 import random
-import re
 import secrets
 from functools import partial
 from pathlib import Path
@@ -29,6 +28,7 @@ from common import (
     Target,
     add_database_options,
     add_load_options,
+    csrf_token,
     database_version,
     flask,
     gunicorn,
@@ -68,7 +68,6 @@ HELLO_FORM = (
     '<form method="post"><input type="hidden" name="csrf_token" value="hello">'
     '<input type="hidden" name="submission_key" value=""></form>'
 )
-TOKEN_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
 SEED = 20251123
 
 
@@ -131,10 +130,9 @@ class Visitor:
         self.connection.request("GET", PATH)
         response = self.connection.getresponse()
         page = response.read().decode()
-        token = TOKEN_RE.search(page)
-        if response.status != 200 or token is None:
+        self.token = csrf_token(page)
+        if response.status != 200 or self.token is None:
             raise SystemExit(f"GET {PATH} answered {response.status} without a CSRF token:\n{page[:500]}")
-        self.token = token.group(1) or token.group(2)
         self.headers = {"Content-Type": "application/x-www-form-urlencoded"}
         cookies = [c.partition(";")[0] for c in response.msg.get_all("Set-Cookie") or []]
         if cookies:
