@@ -43,3 +43,25 @@ def make_ticket(now=None, **fields):
     ticket, code = open_ticket(NewTicket(**values), now=now)
     db.session.commit()
     return ticket, code
+
+
+def make_reward(**fields):
+    """A committed reward (a tote bag for 100 points, 5 in stock); any field can be overridden."""
+    from models.rewards import Reward
+
+    values = {"name_en": "Tote bag", "name_zh": "帆布袋", "points_cost": 100, "stock": 5}
+    reward = Reward(**(values | fields))
+    db.session.add(reward)
+    db.session.commit()
+    return reward
+
+
+def audit_events(action: str) -> list:
+    """The audit events of one action, oldest first."""
+    import sqlalchemy as sa
+
+    from models.audit import AuditEvent
+
+    return list(
+        db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == action).order_by(AuditEvent.id))
+    )

@@ -22,8 +22,8 @@ from api import bp as api_bp
 from models import db
 from models.api_key import SCOPES, create_api_key, find_api_key, revoke
 from models.loyalty import PointsEntry, Purchase, add_months
-from models.rewards import Redemption, Reward
-from tests.factories import make_customer
+from models.rewards import Redemption
+from tests.factories import make_customer, make_reward
 
 
 class _Missing:
@@ -149,14 +149,6 @@ def purchase(member_no: str, order_ref: str = "A-1", amount: str = "128.50", **f
     body = {"customer": {"member_no": member_no}, "order_ref": order_ref, "amount": amount, "currency": "CNY"}
     body.update(fields)
     return {name: value for name, value in body.items() if value is not MISSING}
-
-
-def make_reward(**fields) -> Reward:
-    values = {"name_en": "Tote bag", "name_zh": "帆布袋", "points_cost": 100, "stock": 5}
-    reward = Reward(**(values | fields))
-    db.session.add(reward)
-    db.session.commit()
-    return reward
 
 
 def ledger_count(member_no: str) -> int:

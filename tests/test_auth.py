@@ -6,7 +6,6 @@ import pytest
 import sqlalchemy as sa
 
 from models import db
-from models.audit import AuditEvent
 from models.user import (
     PASSWORD_HASHER,
     PasswordPolicyError,
@@ -15,10 +14,7 @@ from models.user import (
     check_password_policy,
 )
 from tests.conftest import TEST_PASSWORD, csrf_token, make_staff
-
-
-def events(action: str) -> list[AuditEvent]:
-    return list(db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == action)))
+from tests.factories import audit_events
 
 
 def test_passwords_are_hashed_with_argon2id_at_or_above_owasp_parameters(app):
@@ -51,14 +47,14 @@ def test_login_gives_a_new_session_and_reaches_the_panel(client, auth):
     with client.session_transaction() as sess:
         assert "planted" not in sess
     assert client.get("/admin/").status_code == 200
-    assert events("login")
+    assert audit_events("login")
 
 
 def test_wrong_password_is_refused_and_audited_without_the_password(client, auth):
     response = auth.login(Role.AGENT, password="wrong password entirely")
     assert response.status_code == 200
     assert "Wrong email or password" in response.text
-    failed = events("login.failed")
+    failed = audit_events("login.failed")
     assert len(failed) == 1 and failed[0].detail == "agent@test.example"
     assert "wrong password" not in failed[0].detail
     assert client.get("/admin/").status_code == 302

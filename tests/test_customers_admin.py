@@ -9,11 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from models import db
-from models.audit import AuditEvent
 from models.customer import Customer
 from models.user import Role
 from tests.conftest import csrf_token
-from tests.factories import make_customer
+from tests.factories import audit_events, make_customer
 
 FORM = {
     "name": "张伟",
@@ -37,10 +36,6 @@ def create_customer(client, **changes):
     return client.post("/admin/customers/new/", data=data)
 
 
-def audit(action: str) -> list[AuditEvent]:
-    return list(db.session.scalars(sa.select(AuditEvent).where(AuditEvent.action == action)))
-
-
 def customer_count() -> int:
     return db.session.scalar(sa.select(sa.func.count(Customer.id)))
 
@@ -58,7 +53,7 @@ def test_saving_through_the_admin_form_stores_every_personal_field(client, auth)
     assert customer.notes == "喜欢绿茶"
     assert customer.tags == "vip,wholesale"
     assert customer.member_no == f"M{customer.id:08d}"
-    created = audit("customer.create")
+    created = audit_events("customer.create")
     assert len(created) == 1
     assert {"name", "email", "phone", "notes"} <= set(created[0].fields.split(","))
     assert "张伟" not in created[0].detail + created[0].fields
@@ -123,7 +118,7 @@ def test_analyst_sees_personal_data_masked_in_list_and_details(client, auth):
         assert "z***@example.com" in page and "138****5678" in page and "张*" in page
         for secret in ["zhang@example.com", "13812345678", "+8613812345678", "张伟", "喜欢绿茶"]:
             assert secret not in page, (url, secret)
-    assert audit("customer.view") == [] and audit("customer.list") == []
+    assert audit_events("customer.view") == [] and audit_events("customer.list") == []
 
 
 def test_analyst_export_is_masked(client, auth):
@@ -139,7 +134,7 @@ def test_agent_views_are_audited_with_field_names_only(client, auth):
     auth.login(Role.AGENT)
     client.get("/admin/customers/")
     client.get(f"/admin/customers/details/?id={customer.id}")
-    listed, viewed = audit("customer.list"), audit("customer.view")
+    listed, viewed = audit_events("customer.list"), audit_events("customer.view")
     assert len(listed) == 1 and str(customer.id) in listed[0].detail
     assert len(viewed) == 1 and viewed[0].object_id == str(customer.id)
     assert "email" in viewed[0].fields and viewed[0].actor == "agent@test.example"
@@ -166,7 +161,7 @@ def test_edit_is_audited_with_the_changed_fields(client, auth):
     }
     response = client.post(f"/admin/customers/edit/?id={customer.id}", data=data)
     assert response.status_code == 302, response.text
-    (edit,) = audit("customer.edit")
+    (edit,) = audit_events("customer.edit")
     assert set(edit.fields.split(",")) == {"city", "notes"}
     assert "苏州" not in edit.detail and "新备注" not in edit.detail
 
@@ -184,7 +179,7 @@ def test_export_streams_every_row_and_neutralises_formulas(client, auth):
     cells = [cell for row in rows[1:] for cell in row]
     assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in cells)
     assert '\'=HYPERLINK("http://evil.example")' in cells
-    (event,) = audit("customer.export")
+    (event,) = audit_events("customer.export")
     assert event.detail == "rows=32" and "email" in event.fields
     # The stream read its rows after the view returned; its connection must be back in the pool.
     db.session.close()
@@ -211,7 +206,7 @@ def test_manager_deletion_is_audited(client, auth):
     )
     assert response.status_code == 302
     assert customer_count() == 0
-    assert audit("customer.delete")[0].object_id == str(customer_id)
+    assert audit_events("customer.delete")[0].object_id == str(customer_id)
 
 
 def test_an_empty_list_says_so(client, auth):

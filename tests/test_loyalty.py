@@ -30,7 +30,7 @@ from models.loyalty import (
     refund_purchase,
 )
 from models.rewards import NotEligible, OutOfStock, Redemption, Reward, cancel_redemption, redeem
-from tests.factories import make_customer
+from tests.factories import make_customer, make_reward
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -148,11 +148,8 @@ def test_tiers_follow_twelve_month_spend_with_history(app):
 
 
 def reward(**fields) -> Reward:
-    values = {"name_en": "Tote bag", "name_zh": "帆布袋", "points_cost": 100, "stock": 2}
-    item = Reward(**(values | fields))
-    db.session.add(item)
-    db.session.commit()
-    return item
+    """Two tote bags, unless told otherwise."""
+    return make_reward(**({"stock": 2} | fields))
 
 
 def test_redeeming_issues_a_unique_coupon_and_takes_stock(app):
