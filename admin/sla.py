@@ -7,7 +7,7 @@ from wtforms import SelectField, ValidationError
 from wtforms.validators import InputRequired, NumberRange
 
 from admin.base import StaffModelView
-from models.sla_policy import PRIORITY_LABELS, parse_weekly_hours
+from models.tickets.policy import PRIORITY_LABELS, parse_weekly_hours
 from models.user import timezone_names
 
 

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from wtforms import HiddenField, RadioField, SelectField, SubmitField, TextAreaField
 from wtforms.validators import InputRequired, Length
 
-from models import db
-from models.sla_policy import PRIORITY_LABELS
-from models.ticket import MESSAGE_KIND_LABELS, TicketCategory
-from models.user import RIGHTS, StaffUser
+from models.tickets.policy import PRIORITY_LABELS
+from models.tickets.ticket import MESSAGE_KIND_LABELS, active_categories, ticket_owners
 from security import CheckedForm
 
 
 def owner_choices() -> list[tuple[str, str]]:
-    """Active staff who can work tickets, for owner pickers."""
-    roles = [str(r) for r in RIGHTS["ticket.work"]]
-    staff = db.session.scalars(
-        sa.select(StaffUser)
-        .where(StaffUser.active.is_(True), StaffUser.role.in_(roles))
-        .order_by(StaffUser.email)
-    )
-    return [("", str(_l("Nobody")))] + [(str(u.id), str(u)) for u in staff]
+    """Everyone who may own tickets, for owner pickers."""
+    return [("", str(_l("Nobody")))] + [(str(u.id), str(u)) for u in ticket_owners()]
 
 
 def category_choices() -> list[tuple[str, str]]:
-    categories = db.session.scalars(
-        sa.select(TicketCategory).where(TicketCategory.active.is_(True)).order_by(TicketCategory.position)
-    )
-    return [("", str(_l("None")))] + [(str(c.id), str(c)) for c in categories]
+    return [("", str(_l("None")))] + [(str(c.id), str(c)) for c in active_categories()]
 
 
 PRIORITY_CHOICES = [(key, label) for key, label in PRIORITY_LABELS.items()]

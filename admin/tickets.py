@@ -14,7 +14,7 @@ from markupsafe import Markup
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
-from admin.base import StaffModelView, can_view_pii, live_options
+from admin.base import StaffModelView, can_view_pii, flash_busy, live_options
 from admin.fields import known_customer, member_no_of
 from admin.ticket_forms import (
     BulkAssignForm,
@@ -26,16 +26,14 @@ from admin.ticket_forms import (
     owner_choices,
 )
 from models import db, utcnow
-from models.audit import record_event
 from models.contact import mask_email, mask_name, mask_phone
 from models.customer import find_customer_id
-from models.feedback import STANDARD_SUBJECTS
-from models.sla_policy import PRIORITY_LABELS
-from models.survey import move_ticket, response_for_follow_up
-from models.ticket import (
+from models.surveys.answers import response_for_follow_up
+from models.tickets.feedback import STANDARD_SUBJECTS
+from models.tickets.policy import PRIORITY_LABELS
+from models.tickets.ticket import (
     CHANNEL_LABELS,
     MESSAGE_KIND_LABELS,
-    OPEN_STATUSES,
     SLA_STATE_LABELS,
     STATUS_LABELS,
     TRANSITIONS,
@@ -43,16 +41,23 @@ from models.ticket import (
     Ticket,
     TicketCategory,
     TicketError,
+    active_categories,
     add_message,
     assign,
+    breached_clause,
     change_priority,
     close_tickets,
     due_soon_clause,
+    edit_ticket,
+    mine_clause,
+    move_ticket,
     open_ticket,
     overdue_clause,
-    set_category,
+    ticket_owners,
     tickets_by_ids,
+    unassigned_clause,
 )
+from models.uow import WriteBusy
 from models.user import StaffUser
 
 PRIORITY_BADGES = {"low": "secondary", "normal": "info", "high": "warning", "urgent": "danger"}
@@ -100,11 +105,7 @@ class BreachFilter(BaseSQLAFilter):
     """Tickets that missed (or are missing right now) a target."""
 
     def apply(self, query, value, alias=None):
-        clause = sa.or_(
-            Ticket.first_response_breached.is_(True),
-            Ticket.resolution_breached.is_(True),
-            overdue_clause(utcnow()),
-        )
+        clause = breached_clause(utcnow())
         return query.filter(clause if value == "1" else sa.not_(clause))
 
     def operation(self):
@@ -204,8 +205,8 @@ class TicketView(StaffModelView):
             "choices": lambda: _labelled(PRIORITY_LABELS),
             "default": "normal",
         },
-        "category": {"label": _l("Category")},
-        "owner": {"label": _l("Owner")},
+        "category": {"label": _l("Category"), "query_factory": active_categories},
+        "owner": {"label": _l("Owner"), "query_factory": ticket_owners},
     }
     form_extra_fields = {
         "customer_lookup": StringField(
@@ -246,13 +247,13 @@ class TicketView(StaffModelView):
             first_message=form.first_message.data or None,
         )
         try:
-            ticket, _code = open_ticket(spec, actor=current_user)
-            db.session.flush()
-            record_event("ticket.create", "ticket", ticket.id, ["subject", "channel", "priority"])
-            db.session.commit()
+            with self.unit_of_work():
+                ticket, _code = open_ticket(spec)
         except TicketError as exc:
-            db.session.rollback()
             flash(str(exc), "error")
+            return False
+        except WriteBusy:
+            flash_busy()  # Flask-Admin shows the form again with what was typed
             return False
         return ticket
 
@@ -268,13 +269,20 @@ class TicketView(StaffModelView):
 
     @expose("/ticket/<int:ticket_id>")
     def ticket_page(self, ticket_id: int):
-        ticket = self._ticket_or_404(ticket_id)
-        pii = can_view_pii()
-        if pii:
-            record_event("ticket.view", "ticket", ticket.id, ["messages", "contact", "tracking_code"])
-            db.session.commit()
+        if not can_view_pii():
+            return self._render_ticket(self._ticket_or_404(ticket_id), pii=False)
+        # Personal data is shown only once the view is audited.
+        with self.unit_of_work(keep_state=True) as uow:
+            ticket = self._ticket_or_404(ticket_id)
+            uow.audit("ticket.view", "ticket", ticket.id, ["messages", "contact", "tracking_code"])
+        return self._render_ticket(ticket, pii=True)
+
+    def _render_ticket(self, ticket: Ticket, pii: bool, reply_form: ReplyForm | None = None):
         properties = PropertiesForm(
-            owner=str(ticket.owner_id or ""), priority=ticket.priority, category=str(ticket.category_id or "")
+            formdata=None,
+            owner=str(ticket.owner_id or ""),
+            priority=ticket.priority,
+            category=str(ticket.category_id or ""),
         )
         return self.render(
             "admin/ticket.html",
@@ -290,8 +298,8 @@ class TicketView(StaffModelView):
             priority_labels=PRIORITY_LABELS,
             sla=sla_state(ticket),
             survey_response=response_for_follow_up(ticket.id),
-            reply_form=ReplyForm(),
-            move_form=MoveForm(),
+            reply_form=reply_form or ReplyForm(formdata=None),
+            move_form=MoveForm(formdata=None),
             properties_form=properties,
         )
 
@@ -303,65 +311,67 @@ class TicketView(StaffModelView):
         masks = {"name": mask_name, "email": mask_email, "phone": mask_phone}
         return {k: masks[k](v) for k, v in values.items() if v}
 
-    def _back(self, ticket: Ticket):
-        return redirect(url_for(".ticket_page", ticket_id=ticket.id))
+    def _back(self, ticket_id: int):
+        return redirect(url_for(".ticket_page", ticket_id=ticket_id))
 
     @expose("/ticket/<int:ticket_id>/reply", methods=("POST",))
     def reply(self, ticket_id: int):
         ticket = self._ticket_or_404(ticket_id)
         form = ReplyForm()
-        if form.validate_on_submit():
-            try:
-                add_message(ticket, form.kind.data, form.body.data, current_user)
-                record_event("ticket.message", "ticket", ticket.id, ["body"], detail=form.kind.data)
-                db.session.commit()
-                flash(_("Added to the thread."), "success")
-            except TicketError as exc:
-                db.session.rollback()
-                flash(str(exc), "error")
-        else:
+        if not form.validate_on_submit():
             flash(_("Write a message first."), "error")
-        return self._back(ticket)
+            return self._back(ticket_id)
+        try:
+            with self.unit_of_work():
+                add_message(ticket, form.kind.data, form.body.data)
+        except TicketError as exc:
+            flash(str(exc), "error")
+        except WriteBusy:
+            flash_busy()
+            # The page again, the typed reply kept in its box (the thread was audited when opened).
+            page = self._render_ticket(self._ticket_or_404(ticket_id), can_view_pii(), reply_form=form)
+            return page, 503, {"Retry-After": "1"}
+        else:
+            flash(_("Added to the thread."), "success")
+        return self._back(ticket_id)
 
     @expose("/ticket/<int:ticket_id>/move", methods=("POST",))
     def move(self, ticket_id: int):
         ticket = self._ticket_or_404(ticket_id)
         form = MoveForm()
-        if form.validate_on_submit():
-            try:
-                token = move_ticket(ticket, form.to_status.data, current_user)
-                record_event("ticket.status", "ticket", ticket.id, ["status"], detail=form.to_status.data)
-                db.session.commit()
-                flash(_("Status changed to %(status)s.", status=STATUS_LABELS[ticket.status]), "success")
-                if token:
-                    link = url_for("surveys.invitation", token=token, _external=True)
-                    flash(
-                        Markup(
-                            "{} <code id='csat-link'>{}</code>",
-                        ).format(_("Satisfaction survey link for the customer (shown once):"), link),
-                        "info",
-                    )
-            except TicketError as exc:
-                db.session.rollback()
-                flash(str(exc), "error")
-        return self._back(ticket)
+        if not form.validate_on_submit():
+            return self._back(ticket_id)
+        try:
+            with self.unit_of_work() as uow:
+                move_ticket(ticket, form.to_status.data)
+                status = ticket.status
+        except TicketError as exc:
+            flash(str(exc), "error")
+        except WriteBusy:
+            flash_busy()
+        else:
+            flash(_("Status changed to %(status)s.", status=STATUS_LABELS[status]), "success")
+            flash_survey_link(uow.notices)  # what the event handlers left for the agent
+        return self._back(ticket_id)
 
     @expose("/ticket/<int:ticket_id>/update", methods=("POST",))
     def update(self, ticket_id: int):
         ticket = self._ticket_or_404(ticket_id)
         form = PropertiesForm()
-        if form.validate_on_submit():
-            owner = db.session.get(StaffUser, int(form.owner.data)) if form.owner.data else None
-            category = db.session.get(TicketCategory, int(form.category.data)) if form.category.data else None
-            assign(ticket, owner, current_user)
-            change_priority(ticket, form.priority.data, current_user)
-            set_category(ticket, category, current_user)
-            record_event("ticket.edit", "ticket", ticket.id, ["owner", "priority", "category"])
-            db.session.commit()
-            flash(_("Ticket updated."), "success")
-        else:
+        if not form.validate_on_submit():
             flash(_("Choose valid values."), "error")
-        return self._back(ticket)
+            return self._back(ticket_id)
+        try:
+            with self.unit_of_work():
+                owner = _chosen(StaffUser, form.owner.data)
+                edit_ticket(ticket, owner, form.priority.data, _chosen(TicketCategory, form.category.data))
+        except TicketError as exc:
+            flash(str(exc), "error")
+        except WriteBusy:
+            flash_busy()
+        else:
+            flash(_("Ticket updated."), "success")
+        return self._back(ticket_id)
 
     # Bulk actions ------------------------------------------------------------------
     @action("assign", _l("Assign…"))
@@ -374,16 +384,19 @@ class TicketView(StaffModelView):
 
     @action("close", _l("Close"), _l("Close the selected tickets?"))
     def action_close(self, ids):
-        tickets = tickets_by_ids(ids)
-        closed_tickets, skipped = close_tickets(tickets, current_user)
-        closed = len(closed_tickets)
-        for ticket in closed_tickets:
-            record_event("ticket.status", "ticket", ticket.id, ["status"], detail="closed (bulk)")
-        db.session.commit()
+        try:
+            with self.unit_of_work() as uow:
+                closed_tickets, skipped = close_tickets(tickets_by_ids(ids))
+                closed = len(closed_tickets)
+        except WriteBusy:
+            flash_busy()
+            return
         flash(
             _("%(closed)d tickets closed, %(skipped)d already closed.", closed=closed, skipped=skipped),
             "success",
         )
+        if closed == 1:  # the one link the unit of work keeps then belongs to that ticket
+            flash_survey_link(uow.notices)
 
     def _bulk_page(self, form, apply, template_title):
         ids = (form.ids.data or request.args.get("ids", "")).split(",")
@@ -392,11 +405,17 @@ class TicketView(StaffModelView):
             flash(_("Select at least one ticket."), "error")
             return redirect(url_for(".index_view"))
         if request.method == "POST" and form.validate_on_submit():
-            for ticket in tickets:
-                apply(ticket)
-            db.session.commit()
-            flash(_("%(n)d tickets updated.", n=len(tickets)), "success")
-            return redirect(url_for(".index_view"))
+            try:
+                with self.unit_of_work():
+                    for ticket in tickets:
+                        apply(ticket)
+            except TicketError as exc:
+                flash(str(exc), "error")
+            except WriteBusy:
+                flash_busy()  # the form again, with the choice made
+            else:
+                flash(_("%(n)d tickets updated.", n=len(tickets)), "success")
+                return redirect(url_for(".index_view"))
         form.ids.data = ",".join(str(t.id) for t in tickets)
         return self.render("admin/ticket_bulk.html", form=form, tickets=tickets, title=template_title)
 
@@ -405,9 +424,7 @@ class TicketView(StaffModelView):
         form = BulkAssignForm()
 
         def apply(ticket):
-            owner = db.session.get(StaffUser, int(form.owner.data)) if form.owner.data else None
-            assign(ticket, owner, current_user)
-            record_event("ticket.edit", "ticket", ticket.id, ["owner"], detail="bulk")
+            assign(ticket, _chosen(StaffUser, form.owner.data), detail="bulk")
 
         return self._bulk_page(form, apply, _("Assign tickets"))
 
@@ -416,10 +433,27 @@ class TicketView(StaffModelView):
         form = BulkPriorityForm()
 
         def apply(ticket):
-            change_priority(ticket, form.priority.data, current_user)
-            record_event("ticket.edit", "ticket", ticket.id, ["priority"], detail="bulk")
+            change_priority(ticket, form.priority.data, detail="bulk")
 
         return self._bulk_page(form, apply, _("Change priority"))
+
+
+def _chosen(model, value: str | None):
+    """The row a picker chose (by id), or None for the blank choice."""
+    return db.session.get(model, int(value)) if value else None
+
+
+def flash_survey_link(notices: dict) -> None:
+    """Show the satisfaction survey link a resolution made, once, for the agent to pass on."""
+    token = notices.get("survey_link")
+    if token:
+        link = url_for("surveys.invitation", token=token, _external=True)
+        flash(
+            Markup("{} <code id='csat-link'>{}</code>").format(
+                _("Satisfaction survey link for the customer (shown once):"), link
+            ),
+            "info",
+        )
 
 
 class OverdueTicketView(TicketView):
@@ -434,9 +468,9 @@ class DueSoonTicketView(TicketView):
 
 class MyTicketView(TicketView):
     def queue_clause(self):
-        return sa.and_(Ticket.owner_id == current_user.id, Ticket.status.in_(OPEN_STATUSES))
+        return mine_clause(current_user.id)
 
 
 class UnassignedTicketView(TicketView):
     def queue_clause(self):
-        return sa.and_(Ticket.owner_id.is_(None), Ticket.status.in_(OPEN_STATUSES))
+        return unassigned_clause()

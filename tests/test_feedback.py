@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from models import db
-from models.ticket import Ticket, add_message, transition
+from models.tickets.ticket import Ticket, add_message, move_ticket
+from models.uow import SYSTEM, unit_of_work
 from tests.conftest import csrf_token
-from tests.factories import make_customer
+from tests.factories import audit_events, failing_after_insert, make_customer, write_lock_held_elsewhere
 
 
 def send_feedback(client, **fields):
@@ -36,6 +38,47 @@ def test_feedback_opens_a_web_ticket_and_shows_a_tracking_code(client):
     assert client.get(f"/track/{code}").status_code == 200
     # The code is shown once: reloading the thank-you page does not show it again.
     assert code not in client.get("/feedback/sent").text
+
+
+def test_feedback_is_audited_as_an_anonymous_visitor_naming_no_values(client):
+    send_feedback(client, name="王芳", email="wang@example.com")
+    (ticket,) = tickets()
+    (event,) = audit_events("ticket.create")
+    assert (event.object_id, event.actor, event.actor_id, event.ip) == (
+        str(ticket.id),
+        "anonymous",
+        None,
+        "127.0.0.1",
+    )
+    assert event.fields == "channel,priority,subject" and "王芳" not in event.detail
+
+
+def test_a_failure_after_the_ticket_was_written_keeps_neither_it_nor_its_audit_event(client):
+    # The ticket is written first (its audit event names its id): the failure comes after it.
+    written = "NEW.action = 'ticket.create' AND EXISTS (SELECT 1 FROM ticket)"
+    with failing_after_insert("audit_event", written):
+        with pytest.raises(sa.exc.DBAPIError, match="failed by the test"):
+            send_feedback(client, message="Lost on the way")
+    assert tickets() == []
+    assert audit_events("ticket.create") == []
+
+
+@pytest.mark.parametrize("app_config", [{"SQLITE_BUSY_TIMEOUT_MS": 50}])
+def test_a_busy_database_shows_the_form_again_with_everything_typed(client):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("provokes SQLite's write lock; PostgreSQL does not lock a new ticket's insert")
+    typed = {"kind": "suggestion", "message": "请延长营业时间", "name": "王芳", "email": "wang@example.com"}
+    with write_lock_held_elsewhere():
+        response = send_feedback(client, phone="13912345678", **typed)
+    assert response.status_code == 503
+    assert "The database was busy; your message was not saved yet. Please send it again." in response.text
+    for value in ("请延长营业时间", "王芳", "wang@example.com", "13912345678"):
+        assert value in response.text
+    assert '<input checked id="kind-1" name="kind" required type="radio" value="suggestion">' in response.text
+    assert "Nothing was lost" not in response.text
+    assert tickets() == []
+    assert send_feedback(client, **typed).status_code == 302  # sent again once the database is free
+    assert [t.messages[0].body for t in tickets()] == ["请延长营业时间"]
 
 
 def test_feedback_is_linked_to_a_known_customer_by_email_or_phone(client):
@@ -83,10 +126,10 @@ def test_an_empty_message_is_refused(client):
 def test_tracking_shows_status_and_replies_but_never_internal_notes(client):
     code = code_from(client, send_feedback(client, email="wang@example.com", name="王芳"))
     (ticket,) = tickets()
-    add_message(ticket, "note", "VIP? check history", None)
-    add_message(ticket, "outbound", "我们已为您补发。", None)
-    transition(ticket, "investigating")
-    db.session.commit()
+    with unit_of_work(SYSTEM):
+        add_message(ticket, "note", "VIP? check history")
+        add_message(ticket, "outbound", "我们已为您补发。")
+        move_ticket(ticket, "investigating")
     page = client.get(f"/track/{code}").text
     assert "我们已为您补发。" in page and "The parcel arrived broken." in page
     assert "Investigating" in page and ticket.reference in page

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from models.sla import TWENTY_FOUR_SEVEN, Calendar, add_business_time, business_time_between
+from models.tickets.sla import TWENTY_FOUR_SEVEN, Calendar, add_business_time, business_time_between
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 OFFICE = Calendar(

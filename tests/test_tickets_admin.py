@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from models import db, utcnow
-from models.ticket import Ticket, TicketMessage
+from models.events import TicketResolved, _handlers, handles
+from models.tickets.ticket import Ticket, TicketMessage
 from tests.conftest import csrf_token, make_staff
-from tests.factories import make_customer, make_ticket
+from tests.factories import (
+    audit_events,
+    failing_after_insert,
+    make_customer,
+    make_ticket,
+    write_lock_held_elsewhere,
+)
 
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -34,6 +42,83 @@ def test_agent_replies_and_the_thread_shows_it(client, auth):
     assert db.session.get(Ticket, ticket.id).first_responded_at is not None
 
 
+def test_opening_a_ticket_with_personal_data_is_audited_and_a_masked_view_is_not(client, auth):
+    ticket, _ = make_ticket()
+    agent = make_staff("agent")
+    auth.login("agent")
+    client.get(page_of(ticket))
+    auth.logout()
+    auth.login("analyst")
+    client.get(page_of(ticket))
+    audited = [(e.object_id, e.actor_id, e.fields) for e in audit_events("ticket.view")]
+    assert audited == [(str(ticket.id), agent.id, "contact,messages,tracking_code")]
+
+
+def test_a_reply_is_audited_with_its_kind_and_author(client, auth):
+    ticket, _ = make_ticket()
+    agent = make_staff("agent")
+    auth.login("agent")
+    post_on_ticket(client, ticket, "reply", kind="note", body="checked the depot")
+    (message,) = db.session.scalars(sa.select(TicketMessage).where(TicketMessage.kind == "note")).all()
+    assert message.author_id == agent.id
+    audited = [(e.object_id, e.actor_id, e.fields, e.detail) for e in audit_events("ticket.message")]
+    assert audited == [(str(ticket.id), agent.id, "body", "note")]
+
+
+def test_a_failure_after_a_reply_was_written_keeps_neither_it_nor_its_audit_event(client, auth):
+    ticket, _ = make_ticket()
+    auth.login("agent")
+    token = csrf_token(client.get(page_of(ticket)).text)
+    # Fails as the reply goes into the thread, once the ticket and the audit event were written.
+    written = "NEW.kind = 'outbound' AND EXISTS (SELECT 1 FROM audit_event WHERE action = 'ticket.message')"
+    reply = {"kind": "outbound", "body": "On its way", "csrf_token": token}
+    with failing_after_insert("ticket_message", written):
+        with pytest.raises(sa.exc.DBAPIError, match="failed by the test"):
+            client.post(f"{page_of(ticket)}/reply", data=reply)
+    db.session.expire_all()
+    assert [m.body for m in db.session.get(Ticket, ticket.id).messages] == ["Where is my parcel?"]
+    assert db.session.get(Ticket, ticket.id).first_responded_at is None
+    assert audit_events("ticket.message") == []
+
+
+@pytest.mark.parametrize("app_config", [{"SQLITE_BUSY_TIMEOUT_MS": 50}])
+def test_a_reply_that_meets_a_busy_database_is_shown_again_unsaved(client, auth):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("provokes SQLite's write lock")
+    ticket, _ = make_ticket()
+    auth.login("agent")
+    token = csrf_token(client.get(page_of(ticket)).text)
+    with write_lock_held_elsewhere():
+        response = client.post(
+            f"{page_of(ticket)}/reply", data={"kind": "note", "body": "客户要求退款", "csrf_token": token}
+        )
+    assert response.status_code == 503
+    assert "The database was busy; your change was not saved. Please try again." in response.text
+    assert "客户要求退款</textarea>" in response.text
+    assert '<input checked id="kind-1" name="kind" type="radio" value="note">' in response.text
+    assert db.session.scalar(sa.select(sa.func.count(TicketMessage.id))) == 1
+    assert audit_events("ticket.message") == []
+
+
+def test_a_failing_reaction_to_resolving_keeps_neither_the_move_nor_its_audit_event(client, auth):
+    ticket, _ = make_ticket()
+    auth.login("agent")
+
+    @handles(TicketResolved)
+    def refuse(uow, event) -> None:
+        raise RuntimeError("the survey could not be sent")
+
+    try:
+        with pytest.raises(RuntimeError, match="the survey could not be sent"):
+            post_on_ticket(client, ticket, "move", to_status="resolved")
+    finally:
+        _handlers[TicketResolved].remove(refuse)
+    db.session.expire_all()
+    assert db.session.get(Ticket, ticket.id).status == "new"
+    assert [e.kind for e in db.session.get(Ticket, ticket.id).events] == ["status"]
+    assert audit_events("ticket.status") == []
+
+
 def test_a_reply_without_csrf_token_is_refused(client, auth):
     ticket, _ = make_ticket()
     auth.login("agent")
@@ -52,6 +137,19 @@ def test_moving_a_ticket_and_an_illegal_move(client, auth):
     assert "cannot go from" in page
     db.session.expire_all()
     assert db.session.get(Ticket, ticket.id).status == "investigating"
+
+
+def test_editing_owner_and_priority_is_one_audit_event_naming_what_changed(client, auth):
+    agent = make_staff("agent")
+    ticket, _ = make_ticket()
+    auth.login("manager")
+    category = str(ticket.category_id)
+    post_on_ticket(client, ticket, "update", owner=str(agent.id), priority="high", category=category)
+    db.session.expire_all()
+    edited = db.session.get(Ticket, ticket.id)
+    assert (edited.owner_id, edited.priority, str(edited.category_id)) == (agent.id, "high", category)
+    assert [e.kind for e in edited.events] == ["status", "owner", "priority"]
+    assert [e.fields for e in audit_events("ticket.edit")] == ["owner,priority"]
 
 
 def test_message_bodies_are_escaped_in_the_panel(client, auth):
@@ -98,6 +196,8 @@ def test_creating_a_ticket_for_a_known_customer_by_phone(client, auth):
     ticket = db.session.scalar(sa.select(Ticket))
     assert ticket.customer_id == customer.id and ticket.priority == "high"
     assert response.location.endswith(page_of(ticket))
+    audited = [(e.object_id, e.actor) for e in audit_events("ticket.create")]
+    assert audited == [(str(ticket.id), "agent@test.example")]
 
 
 def test_creating_a_ticket_for_an_unknown_contact_is_a_form_error(client, auth):
@@ -170,6 +270,31 @@ def test_bulk_assign_priority_and_close(client, auth):
     for ticket in (db.session.get(Ticket, first.id), db.session.get(Ticket, second.id)):
         assert (ticket.owner_id, ticket.priority, ticket.status) == (agent.id, "urgent", "closed")
         assert [e.kind for e in ticket.events] == ["status", "owner", "priority", "status"]
+
+
+def test_closing_open_tickets_in_bulk_resolves_them_and_says_so(client, auth):
+    """Closing a ticket still open resolves it: the bulk action raises TicketResolved for it."""
+    customer = make_customer()
+    open_one, _ = make_ticket(customer_id=customer.id)
+    closed_one, _ = make_ticket()
+    auth.login("manager")
+    token = csrf_token(client.get("/admin/tickets/").text)
+    close = {"action": "close", "csrf_token": token}
+    client.post("/admin/tickets/action/", data=close | {"rowid": [closed_one.id]})
+    seen = []
+
+    @handles(TicketResolved)
+    def remember(uow, event) -> None:
+        seen.append((event.ticket_id, event.customer_id))
+
+    try:
+        ids = [str(open_one.id), str(closed_one.id)]
+        client.post("/admin/tickets/action/", data=close | {"rowid": ids})
+    finally:
+        _handlers[TicketResolved].remove(remember)
+    assert seen == [(open_one.id, customer.id)]
+    assert "1 tickets closed, 1 already closed." in client.get("/admin/tickets/").text
+    assert [e.detail for e in audit_events("ticket.status")] == ["closed (bulk)", "closed (bulk)"]
 
 
 def test_deleting_a_customer_keeps_their_tickets(client, auth):

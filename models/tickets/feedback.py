@@ -10,7 +10,7 @@ from models import db, utcnow
 from models.contact import email_lookup_key, normalise_email, normalise_phone
 from models.crypto import blind_index
 from models.customer import Customer, default_region
-from models.ticket import NewTicket, Ticket, category_by_code, open_ticket
+from models.tickets.ticket import NewTicket, Ticket, category_by_code, open_ticket
 
 
 def N_(message: str) -> str:
@@ -50,7 +50,8 @@ def submit_feedback(
 ) -> tuple[Ticket, str]:
     """Open a web ticket for a complaint, suggestion or praise; returns it and its tracking code.
 
-    Raises InvalidContact for a malformed email or phone (the caller shows it on the form).
+    Runs in the caller's unit of work (the ticket's audit event names the visitor as
+    anonymous). Raises InvalidContact for a malformed email or phone (the caller shows it).
     """
     category_code, priority, subject = FEEDBACK_KINDS[kind]
     email = normalise_email(email) if email else None

@@ -1,4 +1,9 @@
-"""Tickets: the status workflow, SLA clocks, the message thread and public tracking codes."""
+"""Tickets: the status workflow, SLA clocks, queues, the message thread and public tracking codes.
+
+Every change here runs inside the caller's unit of work (``current_uow()``): it records the
+ticket's history with the unit of work's actor, writes its own audit event, and raises
+``TicketResolved`` whenever a ticket is resolved, whichever way it got there.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +15,13 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models import BilingualName, UTCDateTime, db, one_of, stamp_after_insert, utcnow
-from models.audit import record_event
+from models import BilingualName, Model, UTCDateTime, db, one_of, stamp_after_insert, utcnow
 from models.crypto import EncryptedText, blind_index
-from models.sla import Calendar
-from models.sla_policy import PRIORITIES, due_at, load_calendar, policy_for
+from models.events import TicketResolved
+from models.tickets.policy import PRIORITIES, due_at, load_calendar, policy_for
+from models.tickets.sla import Calendar, business_time_between
+from models.uow import current_uow
+from models.user import RIGHTS, StaffUser
 
 STATUSES = ("new", "acknowledged", "investigating", "waiting_on_customer", "resolved", "closed")
 OPEN_STATUSES = ("new", "acknowledged", "investigating", "waiting_on_customer")
@@ -63,7 +70,7 @@ class TicketError(ValueError):
     """A ticket operation that the rules refuse; the message says why."""
 
 
-class TicketCategory(BilingualName, db.Model):
+class TicketCategory(BilingualName, Model):
     """A kind of ticket (complaint, inquiry, …), named in both languages; admins edit the list."""
 
     __tablename__ = "ticket_category"
@@ -76,7 +83,7 @@ class TicketCategory(BilingualName, db.Model):
     position: Mapped[int] = mapped_column(default=0)
 
 
-class Ticket(db.Model):
+class Ticket(Model):
     """A complaint or message that must reach an owner, a first answer and a resolution in time."""
 
     __tablename__ = "ticket"
@@ -174,7 +181,7 @@ def _before(moment: datetime | None, now: datetime) -> bool:
     return moment is not None and moment < now
 
 
-class TicketMessage(db.Model):
+class TicketMessage(Model):
     """One message in a ticket's thread: from the customer, to the customer, or an internal note."""
 
     __tablename__ = "ticket_message"
@@ -199,7 +206,7 @@ class TicketMessage(db.Model):
         return self.kind in ("inbound", "outbound")
 
 
-class TicketEvent(db.Model):
+class TicketEvent(Model):
     """The ticket's history: every status change, assignment, priority change and breach."""
 
     __tablename__ = "ticket_event"
@@ -225,10 +232,10 @@ def _assign_reference(_mapper, connection, target: Ticket) -> None:
     stamp_after_insert(connection, target, "reference", f"T-{target.created_at.year}-{target.id:06d}")
 
 
-def _log(ticket: Ticket, kind: str, before: str | None, after: str | None, actor, now: datetime) -> None:
-    ticket.events.append(
-        TicketEvent(kind=kind, from_value=before, to_value=after, actor_id=getattr(actor, "id", None), at=now)
-    )
+def _log(ticket: Ticket, kind: str, before: str | None, after: str | None, now: datetime) -> None:
+    """A line of the ticket's history, by whoever the unit of work acts for."""
+    actor_id = current_uow().actor.staff_id
+    ticket.events.append(TicketEvent(kind=kind, from_value=before, to_value=after, actor_id=actor_id, at=now))
 
 
 def new_tracking_code() -> str:
@@ -251,6 +258,30 @@ def schedule(ticket: Ticket, calendar: Calendar) -> None:
     ticket.resolution_due = due_at(ticket.created_at, policy.resolution_minutes, ticket.paused, calendar)
 
 
+# Who may own tickets -------------------------------------------------------------------
+
+
+def owner_clause() -> sa.ColumnElement[bool]:
+    """Staff who may own tickets: active, in a role holding the ticket-work right."""
+    roles = [str(role) for role in RIGHTS["ticket.work"]]
+    return sa.and_(StaffUser.active.is_(True), StaffUser.role.in_(roles))
+
+
+def ticket_owners() -> list[StaffUser]:
+    """Everyone who may own tickets, by email (the owner pickers list them)."""
+    return list(db.session.scalars(sa.select(StaffUser).where(owner_clause()).order_by(StaffUser.email)))
+
+
+def _check_owner(owner_id: int | None) -> None:
+    if owner_id is None:
+        return
+    if db.session.scalar(sa.select(StaffUser.id).where(StaffUser.id == owner_id, owner_clause())) is None:
+        raise TicketError(str(_l("This member of staff cannot own tickets.")))
+
+
+# Opening, moving, answering --------------------------------------------------------------
+
+
 @dataclass
 class NewTicket:
     """What is needed to open a ticket."""
@@ -267,13 +298,15 @@ class NewTicket:
     contact_phone: str | None = None
 
 
-def open_ticket(spec: NewTicket, actor=None, now: datetime | None = None) -> tuple[Ticket, str]:
-    """Open a ticket with its SLA clock and tracking code; returns it and the code (the caller commits)."""
+def open_ticket(spec: NewTicket, now: datetime | None = None) -> tuple[Ticket, str]:
+    """Open a ticket with its SLA clock and tracking code (audited); returns it and the code."""
+    uow = current_uow()
     now = now or utcnow()
     if spec.channel not in CHANNELS:
         raise TicketError(f"unknown channel {spec.channel!r}")
     if spec.priority not in PRIORITIES:
         raise TicketError(f"unknown priority {spec.priority!r}")
+    _check_owner(spec.owner_id)
     code = new_tracking_code()
     ticket = Ticket(
         subject=spec.subject.strip()[:200],
@@ -292,10 +325,12 @@ def open_ticket(spec: NewTicket, actor=None, now: datetime | None = None) -> tup
         tracking_bidx=blind_index("tracking", tracking_lookup_key(code)),
     )
     schedule(ticket, load_calendar())
-    _log(ticket, "status", None, "new", actor, now)
+    _log(ticket, "status", None, "new", now)
     if spec.first_message:
         ticket.messages.append(TicketMessage(kind="inbound", body=spec.first_message, created_at=now))
-    db.session.add(ticket)
+    uow.add(ticket)
+    uow.session.flush()  # the audit event names the ticket by its id
+    uow.audit("ticket.create", "ticket", ticket.id, ["subject", "channel", "priority"])
     return ticket, code
 
 
@@ -307,8 +342,14 @@ def find_by_tracking_code(code: str) -> Ticket | None:
     return db.session.scalar(sa.select(Ticket).where(Ticket.tracking_bidx == blind_index("tracking", key)))
 
 
-def transition(ticket: Ticket, to_status: str, actor=None, now: datetime | None = None) -> None:
-    """Move a ticket along the workflow, or raise TicketError and change nothing."""
+def move_ticket(ticket: Ticket, to_status: str, now: datetime | None = None, *, detail: str = "") -> None:
+    """Move a ticket along the workflow (audited), or raise TicketError and change nothing.
+
+    A ticket is resolved when its resolution is first stamped: moved to "resolved", or closed
+    while still open. Either way the unit of work raises ``TicketResolved``, so that every
+    resolution gets the same reactions (the satisfaction survey) whichever door asked.
+    """
+    uow = current_uow()
     now = now or utcnow()
     before = ticket.status
     if to_status not in TRANSITIONS.get(before, ()):
@@ -321,6 +362,7 @@ def transition(ticket: Ticket, to_status: str, actor=None, now: datetime | None 
                 )
             )
         )
+    resolving = ticket.resolved_at is None and to_status in ("resolved", "closed")
     if before == "waiting_on_customer":
         _resume_clock(ticket, load_calendar(), now)
     if to_status == "waiting_on_customer":
@@ -334,13 +376,14 @@ def transition(ticket: Ticket, to_status: str, actor=None, now: datetime | None 
         ticket.resolved_at = ticket.closed_at = None  # reopened: the resolution clock runs again
     ticket.status = to_status
     ticket.updated_at = now
-    _log(ticket, "status", before, to_status, actor, now)
+    _log(ticket, "status", before, to_status, now)
+    uow.audit("ticket.status", "ticket", ticket.id, ["status"], detail=detail or to_status)
+    if resolving:
+        uow.emit(TicketResolved(ticket_id=ticket.id, customer_id=ticket.customer_id, at=now))
 
 
 def _resume_clock(ticket: Ticket, calendar: Calendar, now: datetime) -> None:
     """End a pause: add its business time to the ticket and push the due times out."""
-    from models.sla import business_time_between
-
     if ticket.paused_since is not None:
         paused = business_time_between(ticket.paused_since, now, calendar)
         ticket.paused_seconds = int((ticket.paused + paused).total_seconds())
@@ -348,54 +391,132 @@ def _resume_clock(ticket: Ticket, calendar: Calendar, now: datetime) -> None:
         schedule(ticket, calendar)
 
 
-def add_message(
-    ticket: Ticket, kind: str, body: str, actor=None, now: datetime | None = None
-) -> TicketMessage:
-    """Add to the thread; the first reply to the customer stamps the first response."""
+def add_message(ticket: Ticket, kind: str, body: str, now: datetime | None = None) -> TicketMessage:
+    """Add to the thread (audited); the first reply to the customer stamps the first response."""
+    uow = current_uow()
     now = now or utcnow()
     body = (body or "").strip()
     if kind not in MESSAGE_KINDS:
         raise TicketError(f"unknown message kind {kind!r}")
     if not body:
         raise TicketError(str(_l("A message cannot be empty.")))
-    message = TicketMessage(kind=kind, body=body, author_id=getattr(actor, "id", None), created_at=now)
+    message = TicketMessage(kind=kind, body=body, author_id=uow.actor.staff_id, created_at=now)
     ticket.messages.append(message)
     if kind == "outbound" and ticket.first_responded_at is None:
         ticket.first_responded_at = now
         if ticket.first_response_due and now > ticket.first_response_due:
             ticket.first_response_breached = True
     ticket.updated_at = now
+    uow.audit("ticket.message", "ticket", ticket.id, ["body"], detail=kind)
     return message
 
 
-def assign(ticket: Ticket, owner, actor=None, now: datetime | None = None) -> None:
-    """Give the ticket an owner (or none); recorded in its history."""
-    now = now or utcnow()
-    new_id = getattr(owner, "id", None)
+# Owner, priority, category -------------------------------------------------------------------
+
+
+def _set_owner(ticket: Ticket, owner: StaffUser | None, now: datetime) -> bool:
+    new_id = owner.id if owner is not None else None
     if ticket.owner_id == new_id:
-        return
+        return False
+    _check_owner(new_id)
     before = str(ticket.owner) if ticket.owner else None
     ticket.owner_id = new_id
     ticket.owner = owner
-    _log(ticket, "owner", before, str(owner) if owner else None, actor, now)
+    _log(ticket, "owner", before, str(owner) if owner else None, now)
+    return True
 
 
-def change_priority(ticket: Ticket, priority: str, actor=None, now: datetime | None = None) -> None:
-    """Change the priority; the due times follow the new priority's policy."""
-    now = now or utcnow()
+def _set_priority(ticket: Ticket, priority: str, now: datetime) -> bool:
     if priority not in PRIORITIES:
         raise TicketError(f"unknown priority {priority!r}")
     if ticket.priority == priority:
-        return
-    _log(ticket, "priority", ticket.priority, priority, actor, now)
+        return False
+    _log(ticket, "priority", ticket.priority, priority, now)
     ticket.priority = priority
-    schedule(ticket, load_calendar())
+    schedule(ticket, load_calendar())  # the due times follow the new priority's policy
+    return True
+
+
+def _set_category(ticket: Ticket, category: TicketCategory | None, now: datetime) -> bool:
+    if ticket.category_id == (category.id if category is not None else None):
+        return False
+    before = ticket.category.code if ticket.category else None
+    _log(ticket, "category", before, category.code if category else None, now)
+    ticket.category = category
+    return True
+
+
+def assign(ticket: Ticket, owner: StaffUser | None, now: datetime | None = None, *, detail: str = "") -> None:
+    """Give the ticket an owner (or none); recorded in its history and audited."""
+    if _set_owner(ticket, owner, now or utcnow()):
+        current_uow().audit("ticket.edit", "ticket", ticket.id, ["owner"], detail=detail)
+
+
+def change_priority(ticket: Ticket, priority: str, now: datetime | None = None, *, detail: str = "") -> None:
+    """Change the priority; the due times follow the new priority's policy. Audited."""
+    if _set_priority(ticket, priority, now or utcnow()):
+        current_uow().audit("ticket.edit", "ticket", ticket.id, ["priority"], detail=detail)
+
+
+def set_category(ticket: Ticket, category: TicketCategory | None, now: datetime | None = None) -> None:
+    """Recategorise a ticket; recorded in its history and audited."""
+    if _set_category(ticket, category, now or utcnow()):
+        current_uow().audit("ticket.edit", "ticket", ticket.id, ["category"])
+
+
+def edit_ticket(
+    ticket: Ticket,
+    owner: StaffUser | None,
+    priority: str,
+    category: TicketCategory | None,
+    now: datetime | None = None,
+) -> list[str]:
+    """Set owner, priority and category at once; one audit event names what changed."""
+    now = now or utcnow()
+    changed = [
+        name
+        for name, did in (
+            ("owner", _set_owner(ticket, owner, now)),
+            ("priority", _set_priority(ticket, priority, now)),
+            ("category", _set_category(ticket, category, now)),
+        )
+        if did
+    ]
+    if changed:
+        current_uow().audit("ticket.edit", "ticket", ticket.id, changed)
+    return changed
+
+
+def close_tickets(tickets: list[Ticket], now: datetime | None = None) -> tuple[list[Ticket], int]:
+    """Close every ticket that may be closed; returns the tickets closed and how many were skipped."""
+    closed = [t for t in tickets if "closed" in TRANSITIONS.get(t.status, ())]
+    for ticket in closed:
+        move_ticket(ticket, "closed", now, detail="closed (bulk)")
+    return closed, len(tickets) - len(closed)
+
+
+# Queues ------------------------------------------------------------------------------------
+
+
+def open_clause() -> sa.ColumnElement[bool]:
+    """Tickets still being worked (not resolved or closed)."""
+    return Ticket.status.in_(OPEN_STATUSES)
+
+
+def mine_clause(staff_id: int) -> sa.ColumnElement[bool]:
+    """The open tickets a member of staff owns: their queue."""
+    return sa.and_(Ticket.owner_id == staff_id, open_clause())
+
+
+def unassigned_clause() -> sa.ColumnElement[bool]:
+    """Open tickets nobody owns yet."""
+    return sa.and_(Ticket.owner_id.is_(None), open_clause())
 
 
 def overdue_clause(now: datetime) -> sa.ColumnElement[bool]:
     """Open, running tickets whose first response or resolution is past due."""
     return sa.and_(
-        Ticket.status.in_(OPEN_STATUSES),
+        open_clause(),
         Ticket.paused_since.is_(None),
         sa.or_(
             sa.and_(Ticket.first_responded_at.is_(None), Ticket.first_response_due < now),
@@ -408,7 +529,7 @@ def due_soon_clause(now: datetime, within: timedelta = DUE_SOON) -> sa.ColumnEle
     """Open, running tickets with a target falling due in the next `within`."""
     horizon = now + within
     return sa.and_(
-        Ticket.status.in_(OPEN_STATUSES),
+        open_clause(),
         Ticket.paused_since.is_(None),
         sa.not_(overdue_clause(now)),
         sa.or_(
@@ -418,14 +539,38 @@ def due_soon_clause(now: datetime, within: timedelta = DUE_SOON) -> sa.ColumnEle
     )
 
 
-def escalate_breaches(now: datetime | None = None) -> list[Ticket]:
-    """Flag newly breached tickets and raise their priority by policy (the caller commits)."""
+def breached_clause(now: datetime) -> sa.ColumnElement[bool]:
+    """Tickets that missed a target, or are missing one right now."""
+    return sa.or_(
+        Ticket.first_response_breached.is_(True),
+        Ticket.resolution_breached.is_(True),
+        overdue_clause(now),
+    )
+
+
+# Escalation (a scheduled job) ------------------------------------------------------------------
+
+
+def escalate_breaches(now: datetime | None = None) -> dict[str, str]:
+    """Flag newly breached tickets and raise their priority by policy, each audited.
+
+    Runs in the caller's unit of work; returns the escalated tickets' references and their
+    priority now. Safe to run twice at once: on PostgreSQL a run skips the tickets another
+    run has locked, on SQLite runs queue behind the write lock; either way the second finds
+    the flags already set.
+    """
+    uow = current_uow()
     now = now or utcnow()
-    found = list(db.session.scalars(sa.select(Ticket).where(overdue_clause(now)).order_by(Ticket.id)))
-    escalated = []
-    for ticket in found:
-        late_response = ticket.first_responded_at is None and ticket.first_response_due < now
-        late_resolution = ticket.resolution_due < now
+    query = (
+        sa.select(Ticket)
+        .where(overdue_clause(now))
+        .order_by(Ticket.id)
+        .with_for_update(skip_locked=True, of=Ticket)
+    )
+    escalated: dict[str, str] = {}
+    for ticket in db.session.scalars(query):
+        late_response = ticket.first_responded_at is None and _before(ticket.first_response_due, now)
+        late_resolution = _before(ticket.resolution_due, now)
         news = (late_response and not ticket.first_response_breached) or (
             late_resolution and not ticket.resolution_breached
         )
@@ -433,45 +578,30 @@ def escalate_breaches(now: datetime | None = None) -> list[Ticket]:
             continue
         ticket.first_response_breached |= late_response
         ticket.resolution_breached |= late_resolution
-        _log(ticket, "breach", None, "resolution" if late_resolution else "first_response", None, now)
+        _log(ticket, "breach", None, "resolution" if late_resolution else "first_response", now)
         raise_to = policy_for(ticket.priority).escalate_to
         if raise_to and PRIORITIES.index(raise_to) > PRIORITIES.index(ticket.priority):
-            change_priority(ticket, raise_to, None, now)
-        record_event("ticket.escalate", "ticket", ticket.id, ["priority", "breach"], actor="system")
-        escalated.append(ticket)
+            _set_priority(ticket, raise_to, now)
+        uow.audit("ticket.escalate", "ticket", ticket.id, ["priority", "breach"])
+        escalated[str(ticket)] = ticket.priority
     return escalated
 
 
+# Look-ups ----------------------------------------------------------------------------------------
+
+
 def category_by_code(code: str) -> TicketCategory | None:
+    """The ticket category with this code, or None."""
     return db.session.scalar(sa.select(TicketCategory).where(TicketCategory.code == code))
+
+
+def active_categories() -> list[TicketCategory]:
+    """The categories offered for new tickets and recategorising, in their order."""
+    query = sa.select(TicketCategory).where(TicketCategory.active.is_(True)).order_by(TicketCategory.position)
+    return list(db.session.scalars(query))
 
 
 def tickets_by_ids(ids: list[str] | list[int]) -> list[Ticket]:
     """The tickets with these ids (unknown ids are ignored)."""
     numbers = [int(i) for i in ids if str(i).isdigit()]
     return list(db.session.scalars(sa.select(Ticket).where(Ticket.id.in_(numbers)).order_by(Ticket.id)))
-
-
-def set_category(
-    ticket: Ticket, category: TicketCategory | None, actor=None, now: datetime | None = None
-) -> None:
-    """Recategorise a ticket; recorded in its history."""
-    if ticket.category_id == getattr(category, "id", None):
-        return
-    _log(
-        ticket,
-        "category",
-        ticket.category.code if ticket.category else None,
-        category.code if category else None,
-        actor,
-        now or utcnow(),
-    )
-    ticket.category = category
-
-
-def close_tickets(tickets: list[Ticket], actor=None, now: datetime | None = None) -> tuple[list[Ticket], int]:
-    """Close every ticket that may be closed; returns the tickets closed and how many were skipped."""
-    closed = [t for t in tickets if "closed" in TRANSITIONS.get(t.status, ())]
-    for ticket in closed:
-        transition(ticket, "closed", actor, now)
-    return closed, len(tickets) - len(closed)

@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models import db, one_of
-from models.sla import Calendar, add_business_time
+from models import Model, db, one_of
+from models.tickets.sla import Calendar, add_business_time
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 PRIORITY_LABELS = {
@@ -28,7 +28,7 @@ DEFAULT_POLICIES = {
 }
 
 
-class SlaPolicy(db.Model):
+class SlaPolicy(Model):
     """Response and resolution targets for one priority, in business minutes."""
 
     __tablename__ = "sla_policy"
@@ -50,7 +50,7 @@ class SlaPolicy(db.Model):
         return str(PRIORITY_LABELS.get(self.priority, self.priority))
 
 
-class BusinessCalendar(db.Model):
+class BusinessCalendar(Model):
     """The team's opening hours (one row). Empty hours mean 24×7."""
 
     __tablename__ = "business_calendar"
@@ -64,7 +64,7 @@ class BusinessCalendar(db.Model):
         return f"{self.timezone}: {self.weekly_hours or '24×7'}"
 
 
-class Holiday(db.Model):
+class Holiday(Model):
     """A day on which the team is closed and SLA clocks do not run."""
 
     __tablename__ = "holiday"

@@ -1,0 +1,1 @@
+"""Tickets: complaints and messages, their workflow and SLA clocks, the public feedback form."""
