@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
+from flask_admin.contrib.sqla.filters import FilterEqual, FilterNotEqual
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
@@ -17,32 +18,42 @@ from markupsafe import Markup
 from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, NumberRange, Optional
 
-from admin.base import StaffModelView, StaffView, can_view_pii, from_local, staff_zone, stream_csv
+from admin.base import (
+    StaffModelView,
+    StaffView,
+    can_view_pii,
+    flash_busy,
+    from_local,
+    staff_unit_of_work,
+    staff_zone,
+    stream_csv,
+)
 from admin.fields import known_customer, member_no_of
 from insights.survey_results import responses_query, survey_overview, survey_report
 from models import db, utcnow
-from models.audit import record_event
 from models.customer import CUSTOMER_LANGUAGES, find_customer_id, member_numbers
-from models.loyalty import tiers
-from models.survey import (
-    INVITATION_LABELS,
-    INVITATION_STATUSES,
+from models.loyalty.programme import tiers
+from models.surveys.answers import Answer
+from models.surveys.builder import (
     QUESTION_KINDS,
-    Answer,
-    Invitation,
     Question,
     Survey,
     SurveyError,
-    ensure_public_slug,
-    expire_invitations,
-    has_activity,
+    check_deletable,
+    prepare_survey,
+)
+from models.surveys.invitations import (
+    INVITATION_LABELS,
+    INVITATION_STATUSES,
+    Invitation,
     invite_customers,
     mark_sent,
-    number_questions,
     purchase_for,
     segment_query,
-    survey_problems,
+    status_now_expression,
 )
+from models.surveys.scales import SCALES, nps_band
+from models.uow import WriteBusy
 from security import CheckedForm
 
 KIND_LABELS = {
@@ -54,7 +65,9 @@ KIND_LABELS = {
 }
 STATUS_LABELS = INVITATION_LABELS
 # Detractors red, passives grey, promoters green.
-NPS_COLOURS = {str(v): "#c0392b" if v <= 6 else ("#a0a7ae" if v <= 8 else "#27ae60") for v in range(11)}
+BAND_COLOURS = {"detractor": "#c0392b", "passive": "#a0a7ae", "promoter": "#27ae60"}
+NPS_LOW, NPS_HIGH = SCALES["nps"]
+NPS_COLOURS = {str(v): BAND_COLOURS[nps_band(v)] for v in range(NPS_LOW, NPS_HIGH + 1)}
 
 
 def survey_links(view, context, model: Survey, name: str):
@@ -195,24 +208,26 @@ class SurveyView(StaffModelView):
         )
     ]
 
+    # Flask-Admin shows a ValidationError's message and keeps the form; the rules are the builder's.
     def on_model_change(self, form, model: Survey, is_created: bool) -> None:
-        problems = survey_problems(model)
-        if problems:
-            raise ValidationError(" ".join(problems))
-        number_questions(model)
-        ensure_public_slug(model)
+        try:
+            prepare_survey(model)
+        except SurveyError as exc:
+            raise ValidationError(str(exc)) from None
         super().on_model_change(form, model, is_created)
 
     def on_model_delete(self, model: Survey) -> None:
-        if has_activity(model.id):
-            raise ValidationError(
-                _("This survey has invitations or responses, which are kept; close it instead.")
-            )
+        try:
+            check_deletable(model)
+        except SurveyError as exc:
+            raise ValidationError(str(exc)) from None
         super().on_model_delete(model)
 
 
 def invitation_status(view, context, model: Invitation, name: str):
-    return STATUS_LABELS.get(model.status, model.status)
+    """Where the invitation stands now: expired once past its expiry, whatever was last stored."""
+    status = model.status_at()
+    return STATUS_LABELS.get(status, status)
 
 
 def invitation_context(view, context, model: Invitation, name: str):
@@ -221,6 +236,21 @@ def invitation_context(view, context, model: Invitation, name: str):
     if model.purchase_id:
         return _("Purchase #%(id)d", id=model.purchase_id)
     return ""
+
+
+# The status filter compares where an invitation stands now, as the list shows it; Flask-Admin
+# 2.2.1's filters compare the column (`apply` as in flask_admin/contrib/sqla/filters.py).
+class StatusNowEqual(FilterEqual):
+    def apply(self, query, value, alias=None):
+        return query.filter(status_now_expression(utcnow()) == value)
+
+
+class StatusNowNotEqual(FilterNotEqual):
+    def apply(self, query, value, alias=None):
+        return query.filter(status_now_expression(utcnow()) != value)
+
+
+STATUS_CHOICES = [(s, STATUS_LABELS[s]) for s in INVITATION_STATUSES]
 
 
 class InvitationView(StaffModelView):
@@ -252,13 +282,14 @@ class InvitationView(StaffModelView):
     column_formatters_export = column_formatters
     column_sortable_list = ["status", "created_at", "expires_at", "responded_at"]
     column_default_sort = ("created_at", True)
-    column_filters = ["survey", "status", "created_at", "responded_at"]
-    column_choices = {"status": [(s, STATUS_LABELS[s]) for s in INVITATION_STATUSES]}
-
-    def get_list(self, *args, **kwargs):
-        if expire_invitations():  # statuses are shown as they stand now
-            db.session.commit()
-        return super().get_list(*args, **kwargs)
+    column_filters = [
+        "survey",
+        StatusNowEqual(Invitation.status, _l("Status"), options=STATUS_CHOICES),
+        StatusNowNotEqual(Invitation.status, _l("Status"), options=STATUS_CHOICES),
+        "created_at",
+        "responded_at",
+    ]
+    column_choices = {"status": STATUS_CHOICES}
 
     @action("mark_sent", _l("Mark as sent"), _l("Mark the selected invitations as given to their customers?"))
     def action_mark_sent(self, ids):
@@ -267,10 +298,13 @@ class InvitationView(StaffModelView):
 
 def mark_invitations_sent(ids: list[int]) -> None:
     """Mark invitations as given to their customers (by hand, until email delivery exists)."""
-    invitations = db.session.scalars(sa.select(Invitation).where(Invitation.id.in_(ids))).all()
-    changed = mark_sent(list(invitations))
-    record_event("survey_invitation.sent", "survey_invitation", None, ["status"], detail=f"n={changed}")
-    db.session.commit()
+    try:
+        with staff_unit_of_work():
+            invitations = db.session.scalars(sa.select(Invitation).where(Invitation.id.in_(ids))).all()
+            changed = mark_sent(list(invitations))
+    except WriteBusy:
+        flash_busy()
+        return
     message = ngettext("%(num)d invitation marked as sent.", "%(num)d invitations marked as sent.", changed)
     flash(message, "success")
 
@@ -345,7 +379,8 @@ class SurveyInviteView(StaffView):
 
     def _targets(self, form: InviteForm) -> list[int]:
         if form.customer.data:
-            return [find_customer_id(form.customer.data)]
+            customer_id = find_customer_id(form.customer.data)  # known: the form checked it
+            return [] if customer_id is None else [customer_id]
         if form.ids.data:
             return picked_ids(form.ids.data)
         segment = segment_query(form.tag.data, form.city.data, form.language.data, form.tier.data)
@@ -356,24 +391,27 @@ class SurveyInviteView(StaffView):
         form = self._form()
         if not form.survey.choices:
             flash(_("Create a survey first, or reopen a closed one."), "warning")
+        status = 200
         if request.method == "POST" and form.validate_on_submit():
-            survey = db.session.get(Survey, int(form.survey.data))
+            targets = self._targets(form)  # read before the write lock is taken
             try:
-                created = invite_customers(
-                    survey, self._targets(form), form.days_valid.data, purchase_id=form.purchase_id
-                )
-                db.session.flush()
-                record_event(
-                    "survey.invite", "survey", survey.id, ["invitations"], detail=f"n={len(created)}"
-                )
-                db.session.commit()
+                # The links page reads the new invitations: keep them loaded after the commit.
+                with self.unit_of_work(keep_state=True):
+                    survey = db.session.get(Survey, int(form.survey.data))
+                    if survey is None:  # deleted since the form was shown
+                        abort(404)
+                    created = invite_customers(
+                        survey, targets, form.days_valid.data, purchase_id=form.purchase_id
+                    )
             except SurveyError as exc:
-                db.session.rollback()
                 flash(str(exc), "error")
+            except WriteBusy:
+                flash_busy()
+                status = 503
             else:
                 return self._links_page(survey, created)
         selected = len(picked_ids(form.ids.data))
-        return self.render("admin/survey_invite.html", form=form, selected=selected)
+        return self.render("admin/survey_invite.html", form=form, selected=selected), status
 
     def _links_page(self, survey: Survey, created):
         member_nos = member_numbers(inv.customer_id for inv, _token in created)
@@ -442,14 +480,9 @@ class SurveyResultsView(StaffView):
     @expose("/<int:survey_id>")
     def results(self, survey_id: int):
         survey, form, start, end = self._asked(survey_id)
-        if expire_invitations():
-            db.session.commit()
         identity = can_view_pii()
         report = survey_report(survey, start, end, staff_zone(), with_identity=identity)
-        if identity and any(r.texts for r in report.questions):
-            record_event("survey.results", "survey", survey.id, ["text", "member_no"])
-            db.session.commit()
-        return self.render(
+        html = self.render(
             "admin/survey_results.html",
             report=report,
             form=form,
@@ -458,6 +491,11 @@ class SurveyResultsView(StaffView):
             nps_colours=NPS_COLOURS,
             may_export=current_user.can("survey.export"),
         )
+        if identity and any(r.texts for r in report.questions):
+            # Rendered first (a unit of work forgets what was loaded), shown only once audited.
+            with self.unit_of_work() as uow:
+                uow.audit("survey.results", "survey", survey_id, ["text", "member_no"])
+        return html
 
     @expose("/<int:survey_id>/export")
     def export(self, survey_id: int):
@@ -468,8 +506,8 @@ class SurveyResultsView(StaffView):
         total = db.session.scalar(sa.select(sa.func.count()).select_from(query.subquery()))
         identity_fields = ["member_no"] if identity else []
         fields = ["submitted_at", *identity_fields, *(f"q{q.id}" for q in survey.questions)]
-        record_event("survey.export", "survey", survey.id, fields, detail=f"rows={total}")
-        db.session.commit()
+        with self.unit_of_work() as uow:
+            uow.audit("survey.export", "survey", survey_id, fields, detail=f"rows={total}")
         questions = list(survey.questions)
         header = [_("Response"), _("Submitted")] + ([_("Member no.")] if identity else [])
         header += [q.prompt for q in questions] + [_("Follow-up ticket")]

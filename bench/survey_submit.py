@@ -43,7 +43,8 @@ from flask import Flask, request
 
 from app import create_app
 from models import db
-from models.survey import Question, Survey
+from models.surveys.builder import Question, Survey
+from models.uow import SYSTEM, unit_of_work
 
 TARGETS = {"sqlite": 0.5}  # PostgreSQL is measured and reported, with no target of its own
 BENCH_DATABASE = "patron_survey_bench"
@@ -110,8 +111,8 @@ def prepare(target: Target, env: dict[str, str]) -> tuple[int, dict[str, int]]:
     with app.app_context():
         survey = Survey(title="购物体验调查", language="zh_Hans_CN", public_link=True, public_slug=SLUG)
         survey.questions = [Question(position=n, **q) for n, q in enumerate(QUESTIONS, start=1)]
-        db.session.add(survey)
-        db.session.commit()
+        with unit_of_work(SYSTEM) as uow:
+            uow.add(survey)
         survey_id, questions = survey.id, {q.kind: q.id for q in survey.questions}
         target.version = database_version(db.session.connection())
         db.session.remove()

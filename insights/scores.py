@@ -6,6 +6,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from models.surveys.scales import SCALES, csat_band, nps_band
+
 
 @dataclass(frozen=True)
 class NpsResult:
@@ -31,17 +33,22 @@ def _share(part: int, whole: int) -> float:
     return round(100 * part / whole, 1)
 
 
-def nps(answers: Iterable[int]) -> NpsResult:
-    """NPS = % promoters (9–10) − % detractors (0–6); passives are 7–8."""
+def _checked(answers: Iterable[int], kind: str, name: str) -> list[int]:
     values = [int(a) for a in answers]
-    if any(not 0 <= v <= 10 for v in values):
-        raise ValueError("NPS answers run from 0 to 10")
+    low, high = SCALES[kind]
+    if any(not low <= v <= high for v in values):
+        raise ValueError(f"{name} answers run from {low} to {high}")
+    return values
+
+
+def nps(answers: Iterable[int]) -> NpsResult:
+    """NPS = % promoters (9–10) − % detractors (0–6); passives are 7–8 (bands in models.surveys.scales)."""
+    values = _checked(answers, "nps", "NPS")
     total = len(values)
     if not total:
         return NpsResult(0, None, None, None, None)
-    promoters = sum(v >= 9 for v in values)
-    detractors = sum(v <= 6 for v in values)
-    passives = total - promoters - detractors
+    bands = Counter(nps_band(v) for v in values)
+    promoters, passives, detractors = bands["promoter"], bands["passive"], bands["detractor"]
     score = round(100 * (promoters - detractors) / total, 1)
     return NpsResult(
         total, _share(promoters, total), _share(passives, total), _share(detractors, total), score
@@ -49,11 +56,9 @@ def nps(answers: Iterable[int]) -> NpsResult:
 
 
 def csat(answers: Iterable[int]) -> CsatResult:
-    """CSAT = share of answers of 4 or 5 on a 1–5 scale."""
-    values = [int(a) for a in answers]
-    if any(not 1 <= v <= 5 for v in values):
-        raise ValueError("CSAT answers run from 1 to 5")
-    satisfied = sum(v >= 4 for v in values)
+    """CSAT = share of answers of 4 or 5 on a 1–5 scale (the band in models.surveys.scales)."""
+    values = _checked(answers, "rating", "CSAT")
+    satisfied = sum(csat_band(v) == "satisfied" for v in values)
     return CsatResult(len(values), satisfied, _share(satisfied, len(values)) if values else None)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import selectinload
@@ -13,8 +13,11 @@ from sqlalchemy.orm import selectinload
 from insights.scores import CsatResult, NpsResult, csat, distribution, nps
 from models import db
 from models.customer import Customer
-from models.survey import INVITATION_STATUSES, SCALES, Answer, Invitation, Question, Survey, SurveyResponse
-from models.ticket import Ticket
+from models.surveys.answers import Answer, SurveyResponse
+from models.surveys.builder import Question, Survey
+from models.surveys.invitations import INVITATION_STATUSES, Invitation, status_now_expression
+from models.surveys.scales import CSAT_SATISFIED_MIN, SCALES
+from models.tickets.ticket import Ticket
 from models.user import StaffUser
 
 TEXT_SHOWN = 100  # the newest free-text answers on the page; the export has them all
@@ -93,22 +96,24 @@ def survey_report(
     end: datetime | None = None,
     zone: tzinfo | None = None,
     with_identity: bool = False,
+    now: datetime | None = None,
 ) -> SurveyReport:
     """Everything the results page shows, for responses submitted in [start, end).
 
     Free text carries the customer's member number only when `with_identity` is set
-    (staff allowed to see personal data); analysts read it without.
+    (staff allowed to see personal data); analysts read it without. Invitations are counted
+    by where they stand at `now` (past their expiry and unanswered: expired).
     """
-    zone = zone or datetime.now().astimezone().tzinfo
+    zone = zone or datetime.now().astimezone().tzinfo or UTC
     in_range = [SurveyResponse.survey_id == survey.id, *_in_range(SurveyResponse.submitted_at, start, end)]
     responses = db.session.scalar(sa.select(sa.func.count(SurveyResponse.id)).where(*in_range)) or 0
-    statuses = dict(
-        db.session.execute(
-            sa.select(Invitation.status, sa.func.count(Invitation.id))
-            .where(Invitation.survey_id == survey.id, *_in_range(Invitation.created_at, start, end))
-            .group_by(Invitation.status)
-        ).all()
+    shown = (
+        sa.select(status_now_expression(now or datetime.now(UTC)).label("status"))
+        .where(Invitation.survey_id == survey.id, *_in_range(Invitation.created_at, start, end))
+        .subquery()
     )
+    counted = db.session.execute(sa.select(shown.c.status, sa.func.count()).group_by(shown.c.status))
+    statuses: dict[str, int] = {status: n for status, n in counted}
     invitations = {status: statuses.get(status, 0) for status in INVITATION_STATUSES}
     invited = sum(invitations.values())
     rate = round(100 * invitations["responded"] / invited, 1) if invited else None
@@ -125,7 +130,10 @@ def survey_report(
     _add_texts(survey, results, in_range, with_identity)
 
     kinds = {q.id: q.kind for q in survey.questions}
-    numbers = {kind: [n for qid, n, _c, _s in rows if kinds.get(qid) == kind] for kind in ("nps", "rating")}
+    numbers = {
+        kind: [n for qid, n, _c, _s in rows if kinds.get(qid) == kind and n is not None]
+        for kind in ("nps", "rating")
+    }
     follow_ups = db.session.scalar(
         sa.select(sa.func.count(SurveyResponse.id)).where(
             *in_range, SurveyResponse.follow_up_ticket_id.is_not(None)
@@ -139,7 +147,7 @@ def survey_report(
         nps=nps(numbers["nps"]),
         csat=csat(numbers["rating"]),
         questions=results,
-        weeks=_weeks(survey, in_range, rows, kinds, zone),
+        weeks=_weeks(survey, in_range, list(rows), kinds, zone),
         agents=agent_scores(survey, start, end),
         follow_ups=follow_ups or 0,
     )
@@ -175,11 +183,11 @@ def _add_texts(survey: Survey, results: list[QuestionResult], in_range: list, wi
             .where(*in_range, Answer.question_id == question_id, Answer.text.is_not(None))
             .order_by(SurveyResponse.submitted_at.desc())
         )
-        result.answered = db.session.scalar(
-            sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+        result.answered = (
+            db.session.scalar(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())) or 0
         )
         result.texts = [
-            (submitted, text, member_no if with_identity else None)
+            (submitted, text or "", member_no if with_identity else None)
             for text, submitted, member_no in db.session.execute(query.limit(TEXT_SHOWN))
         ]
 
@@ -209,7 +217,7 @@ def agent_scores(
             StaffUser,
             rated,
             sa.func.avg(Ticket.csat_score),
-            sa.func.sum(sa.case((Ticket.csat_score >= 4, 1), else_=0)),
+            sa.func.sum(sa.case((Ticket.csat_score >= CSAT_SATISFIED_MIN, 1), else_=0)),
         )
         .join(Ticket, Ticket.owner_id == StaffUser.id)
         .join(Invitation, Invitation.ticket_id == Ticket.id)

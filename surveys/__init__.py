@@ -7,13 +7,14 @@ from flask_babel import get_timezone
 from flask_babel import gettext as _
 
 from extensions import limiter
-from models import db, utcnow
+from models import utcnow
 from models.contact import InvalidContact
 from models.customer import customer_language
-from models.feedback import submit_feedback
-from models.survey import InvitationGone, find_invitation, open_invitation
-from models.survey_answers import survey_spec
-from models.ticket import STATUS_LABELS, find_by_tracking_code
+from models.surveys.answers import survey_spec
+from models.surveys.invitations import InvitationGone, check_usable, find_invitation, mark_opened
+from models.tickets.feedback import submit_feedback
+from models.tickets.ticket import STATUS_LABELS, find_by_tracking_code
+from models.uow import Actor, WriteBusy, unit_of_work
 from surveys.answers import answer_page, render_gone, use_page_locale
 from surveys.forms import FeedbackForm, TrackForm
 
@@ -41,15 +42,19 @@ def feedback():
             # Dropped without a ticket; the bot sees the same page a person would.
             return redirect(url_for(".feedback_sent"))
         try:
-            ticket, code = submit_feedback(
-                form.kind.data, form.message.data, form.name.data, form.email.data, form.phone.data
-            )
+            with unit_of_work(Actor.anonymous(request.remote_addr)):
+                ticket, code = submit_feedback(
+                    form.kind.data, form.message.data, form.name.data, form.email.data, form.phone.data
+                )
+                reference = ticket.reference
         except InvalidContact as exc:
             form.email.errors.append(str(exc))
+        except WriteBusy:
+            # Nothing was stored: the form again, with everything the customer typed.
+            return render_template("surveys/feedback.html", form=form, busy=True), 503, {"Retry-After": "1"}
         else:
-            db.session.commit()
             session["tracking_code"] = code
-            session["tracking_reference"] = ticket.reference
+            session["tracking_reference"] = reference
             return redirect(url_for(".feedback_sent"))
     return render_template("surveys/feedback.html", form=form)
 
@@ -98,13 +103,26 @@ def invitation(token: str):
     if invitation is None:
         abort(404)
     survey = survey_spec(invitation.survey_id)
+    if survey is None:
+        abort(404)
     use_page_locale(customer_language(invitation.customer_id) or survey.language)
+    invitation_id = invitation.id  # read now: a unit of work forgets what was loaded before it
     if request.method == "GET":
         try:
-            open_invitation(token)  # marks it opened, or finds it used or expired
+            check_usable(invitation)
         except InvitationGone as exc:
             return render_gone(str(exc))
-    return answer_page(survey, invitation)
+        if invitation.unopened:  # only the first opening writes; a reload takes no write lock
+            _mark_opened(invitation_id)
+    return answer_page(survey, invitation_id)
+
+
+def _mark_opened(invitation_id: int) -> None:
+    try:
+        with unit_of_work(Actor.anonymous(request.remote_addr)):
+            mark_opened(invitation_id)
+    except WriteBusy:
+        pass  # bookkeeping only: the customer still gets the questions, and answering marks the link
 
 
 @bp.route("/p/<slug>", methods=["GET", "POST"])

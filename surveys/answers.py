@@ -10,8 +10,9 @@ from flask_babel import refresh
 from wtforms import HiddenField
 from wtforms.validators import Length, Optional, Regexp
 
-from models.survey import Invitation, SurveyError
-from models.survey_answers import AnswersInvalid, SurveySpec, submit_response
+from models.surveys.answers import AnswersInvalid, SurveySpec, check_answers, submit_response
+from models.surveys.builder import SurveyError
+from models.uow import Actor, WriteBusy, unit_of_work
 from surveys.forms import HoneypotForm
 
 
@@ -55,22 +56,29 @@ def render_gone(message: str):
     return render_template("surveys/survey_gone.html", message=message), 410
 
 
-def answer_page(survey: SurveySpec, invitation: Invitation | None = None):
+def answer_page(survey: SurveySpec, invitation_id: int | None = None):
     """Show the questions, or store the answers and thank the customer."""
     form = AnswerForm()
     answers: dict[int, object] = {}
     errors: dict[int, str] = {}
-    status = 200
+    status, busy = 200, False
     if form.validate_on_submit():
         if form.is_bot:
             return _thanks(survey)  # the bot sees what a person would; nothing is stored
         answers = raw_answers(survey)
         try:
-            submit_response(survey, answers, invitation, submission_key=form.submission_key.data or None)
+            check_answers(survey, answers)  # before the write lock: a mistake costs no one a wait
+            key = form.submission_key.data or None
+            with unit_of_work(Actor.anonymous(request.remote_addr)):
+                submit_response(survey, answers, invitation_id, submission_key=key)
         except AnswersInvalid as exc:
             errors, status = exc.errors, 422
         except SurveyError as exc:  # used, expired or closed meanwhile
             return render_gone(str(exc))
+        except WriteBusy:
+            # Nothing was stored: the answers again, and the same submission key, so that
+            # sending again stores them once.
+            status, busy = 503, True
         else:
             return _thanks(survey)
     elif form.is_submitted():
@@ -83,6 +91,7 @@ def answer_page(survey: SurveySpec, invitation: Invitation | None = None):
         form=form,
         answers=kept_answers(answers),
         errors=errors,
+        busy=busy,
         nps_ends=NPS_ENDS,
         rating_labels=RATING_LABELS,
     )

@@ -10,9 +10,11 @@ import sqlalchemy as sa
 
 from models import db, utcnow
 from models.customer import Customer
-from models.survey import Answer, Invitation, Question, Survey, SurveyResponse
-from models.survey_answers import is_detractor
-from models.ticket import Ticket
+from models.surveys.answers import Answer, SurveyResponse
+from models.surveys.builder import Question, Survey
+from models.surveys.invitations import Invitation
+from models.surveys.scales import needs_follow_up
+from models.tickets.ticket import Ticket
 
 SEED_ARGS = ["seed-demo", "--customers", "60", "--tickets", "40", "--responses", "80", "--seed", "7"]
 
@@ -111,7 +113,7 @@ def test_every_detractor_has_a_follow_up_ticket(seeded):
         .join(SurveyResponse, SurveyResponse.id == Answer.response_id)
         .where(Question.kind.in_(("nps", "rating")))
     ).all()
-    detractors = {r.id: r for q, number, r in rows if is_detractor(q, number, q.survey.detractor_nps)}
+    detractors = {r.id: r for q, number, r in rows if needs_follow_up(q.kind, number, q.survey.detractor_nps)}
     assert detractors and all(r.follow_up_ticket_id is not None for r in detractors.values())
     total = _count(sa.select(SurveyResponse.id))
     assert len(detractors) <= 0.15 * total

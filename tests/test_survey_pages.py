@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
 from models import db, utcnow
-from models.survey import Invitation, Question, Survey, SurveyResponse, create_invitation
-from models.ticket import Ticket
+from models.events import DetractorAnswered, _handlers, handles, load_handlers
+from models.surveys.answers import SurveyResponse
+from models.surveys.builder import Question, Survey
+from models.surveys.invitations import Invitation, create_invitation
+from models.tickets.ticket import Ticket
+from models.uow import SYSTEM, unit_of_work
 from tests.conftest import csrf_token
-from tests.factories import make_customer
+from tests.factories import make_customer, write_lock_held_elsewhere
 
 
 @pytest.fixture
@@ -32,9 +37,15 @@ def survey(app) -> Survey:
         ),
         Question(position=4, kind="text", prompt="还有什么想告诉我们的？", required=False),
     ]
-    db.session.add(survey)
-    db.session.commit()
+    with unit_of_work(SYSTEM) as uow:
+        uow.add(survey)
     return survey
+
+
+def edit(survey: Survey, **fields) -> None:
+    with unit_of_work(SYSTEM):
+        for name, value in fields.items():
+            setattr(survey, name, value)
 
 
 def answers(survey: Survey, nps="9", rating="5", liked=("速度",), text="很好") -> dict:
@@ -56,9 +67,24 @@ def stored() -> list[SurveyResponse]:
 
 
 def invite(survey: Survey, customer=None, **kwargs) -> tuple[Invitation, str]:
-    invitation, token = create_invitation(survey, customer.id if customer else None, **kwargs)
-    db.session.commit()
+    with unit_of_work(SYSTEM):
+        invitation, token = create_invitation(survey, customer.id if customer else None, **kwargs)
     return invitation, token
+
+
+@contextmanager
+def statements_run():
+    """The SQL statements this block sends to the database."""
+    seen: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args):
+        seen.append(" ".join(statement.split()[:3]).upper())  # e.g. "UPDATE SURVEY_INVITATION SET"
+
+    sa.event.listen(db.engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", record)
 
 
 def test_an_invitation_is_answered_once_in_the_customers_language(client, survey):
@@ -110,18 +136,16 @@ def test_the_same_form_sent_twice_is_stored_once(client, survey):
 
 
 def test_the_anonymous_link_can_be_switched_off_or_closed(client, survey):
-    survey.public_link = False
-    db.session.commit()
+    edit(survey, public_link=False)
     assert client.get("/p/after-sales").status_code == 404
-    survey.public_link, survey.closes_at = True, utcnow() - timedelta(hours=1)
-    db.session.commit()
+    edit(survey, public_link=True, closes_at=utcnow() - timedelta(hours=1))
     assert client.get("/p/after-sales").status_code == 410
 
 
 def test_a_detractor_answer_opens_a_follow_up_ticket(client, survey):
     customer = make_customer()
     _invitation, token = invite(survey, customer)
-    submit(client, f"/s/{token}", answers(survey, nps="3", rating="2"))
+    assert submit(client, f"/s/{token}", answers(survey, nps="3", rating="2")).status_code == 200
     (response,) = stored()
     ticket = db.session.get(Ticket, response.follow_up_ticket_id)
     assert ticket.priority == "high" and ticket.customer_id == customer.id
@@ -130,6 +154,28 @@ def test_a_detractor_answer_opens_a_follow_up_ticket(client, survey):
     assert ticket.subject.startswith("调查跟进：售后服务调查")
     (note,) = ticket.messages
     assert note.kind == "note" and note.body.endswith("还有什么想告诉我们的？\n很好")
+
+
+def test_a_failure_after_the_answer_was_written_stores_nothing_and_keeps_the_link(client, survey):
+    """A reaction to the detractor's answer fails: no response, no ticket, and the link can be used again."""
+    invitation, token = invite(survey, make_customer())
+    page = client.get(f"/s/{token}")
+    load_handlers()
+
+    def fail(uow, event):
+        assert db.session.get(SurveyResponse, event.response_id) is not None  # written, then failing
+        raise RuntimeError("the follow-up could not be opened")
+
+    handles(DetractorAnswered)(fail)
+    try:
+        with pytest.raises(RuntimeError, match="could not be opened"):
+            submit(client, f"/s/{token}", answers(survey, nps="2"), page)
+    finally:
+        _handlers[DetractorAnswered].remove(fail)
+    assert stored() == [] and db.session.scalars(sa.select(Ticket)).all() == []
+    assert db.session.get(Invitation, invitation.id).status == "opened"
+    assert submit(client, f"/s/{token}", answers(survey, nps="2"), page).status_code == 200
+    assert len(stored()) == 1
 
 
 def test_csrf_honeypot_and_rate_limit_guard_the_form(client, app, survey):
@@ -143,18 +189,59 @@ def test_csrf_honeypot_and_rate_limit_guard_the_form(client, app, survey):
 
 
 def test_text_is_escaped_on_the_page(client, survey):
-    survey.intro = "<script>alert(1)</script>"
-    db.session.commit()
+    edit(survey, intro="<script>alert(1)</script>")
     html = client.get("/p/after-sales").text
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
 
 
 def test_a_survey_edited_in_this_worker_shows_at_once(client, survey):
     assert "售后服务调查" in client.get("/p/after-sales").text  # now cached
-    survey.title = "售后服务满意度调查"
-    survey.public_link = False
-    db.session.commit()
+    edit(survey, title="售后服务满意度调查", public_link=False)
     assert client.get("/p/after-sales").status_code == 404
-    survey.public_link = True
-    db.session.commit()
+    edit(survey, public_link=True)
     assert "售后服务满意度调查" in client.get("/p/after-sales").text
+
+
+def test_reopening_an_opened_link_writes_nothing(client, survey):
+    """Only the first opening of a link takes the write lock; a reload reads."""
+    invitation, token = invite(survey, make_customer())
+    with statements_run() as first:
+        assert client.get(f"/s/{token}").status_code == 200
+    with statements_run() as again:
+        assert client.get(f"/s/{token}").status_code == 200
+    assert first.count("UPDATE SURVEY_INVITATION SET") == 1
+    assert [s for s in again if s.startswith(("UPDATE", "INSERT", "BEGIN IMMEDIATE"))] == []
+    assert db.session.get(Invitation, invitation.id).status == "opened"
+
+
+def test_an_anonymous_answer_is_stored_with_two_statements(client, survey):
+    """The hot path stays lean: one insert for the response, one for all its answers, nothing read."""
+    page = client.get("/p/after-sales")  # reads the survey into this worker's cache
+    given = answers(survey)
+    with statements_run() as seen:
+        assert submit(client, "/p/after-sales", given, page).status_code == 200
+    assert [s for s in seen if s not in ("BEGIN", "BEGIN IMMEDIATE")] == [
+        "INSERT INTO SURVEY_RESPONSE",
+        "INSERT INTO SURVEY_ANSWER",
+    ]
+
+
+@pytest.mark.parametrize("app_config", [{"SQLITE_BUSY_TIMEOUT_MS": 50}])
+def test_a_busy_database_keeps_every_answer_and_asks_to_send_again(client, survey):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("provokes SQLite's write lock; PostgreSQL does not lock a new response's insert")
+    _invitation, token = invite(survey, make_customer())
+    url = f"/s/{token}"
+    with write_lock_held_elsewhere():
+        page = client.get(url)  # opening is bookkeeping: the questions are shown all the same
+        assert page.status_code == 200
+        busy = submit(client, url, answers(survey, nps="4", liked=("态度", "价格"), text="排队太久"), page)
+    assert busy.status_code == 503
+    html = busy.text
+    assert "The database was busy; your answers were not saved yet. Please send them again." in html
+    assert 'value="4" checked' in html and 'value="态度" checked' in html and 'value="价格" checked' in html
+    assert "排队太久</textarea>" in html and stored() == []
+    again = {"csrf_token": csrf_token(html), "submission_key": csrf_token(html, "submission_key")}
+    assert client.post(url, data=again | answers(survey, nps="4", text="排队太久")).status_code == 200
+    assert client.post(url, data=again | answers(survey, nps="4", text="排队太久")).status_code == 200
+    assert len(stored()) == 1  # the key the busy page kept: sent twice, stored once

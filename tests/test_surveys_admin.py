@@ -13,13 +13,17 @@ import sqlalchemy as sa
 
 from models import db, utcnow
 from models.audit import AuditEvent
-from models.loyalty import NewPurchase, record_purchase
-from models.survey import Invitation, Question, Survey, SurveyResponse, create_invitation
-from models.survey_answers import submit_response
-from models.ticket import Ticket
+from models.loyalty.ledger import LoyaltyAccount
+from models.loyalty.programme import BASE_TIER, Tier
+from models.loyalty.purchases import NewPurchase, record_purchase
+from models.surveys.answers import SurveyResponse, submit_response
+from models.surveys.builder import Question, Survey
+from models.surveys.invitations import Invitation, create_invitation
+from models.tickets.ticket import Ticket
+from models.uow import SYSTEM, Actor, unit_of_work
 from models.user import Role
 from tests.conftest import csrf_token, make_staff
-from tests.factories import make_customer, make_ticket
+from tests.factories import audit_events, failing_after_insert, make_customer, make_ticket
 
 
 def build_form(client, url="/admin/survey_builder/new/", **fields) -> dict:
@@ -58,9 +62,15 @@ def make_survey(**fields) -> Survey:
         Question(position=2, kind="rating", prompt="Satisfied?"),
         Question(position=3, kind="text", prompt="Anything else?", required=False),
     ]
-    db.session.add(survey)
-    db.session.commit()
+    with unit_of_work(SYSTEM) as uow:
+        uow.add(survey)
     return survey
+
+
+def invite(survey: Survey, customer_id: int | None = None, **kwargs) -> Invitation:
+    with unit_of_work(SYSTEM):
+        invitation, _token = create_invitation(survey, customer_id, **kwargs)
+    return invitation
 
 
 def post_invite(client, survey: Survey, **fields):
@@ -71,9 +81,9 @@ def post_invite(client, survey: Survey, **fields):
 
 def answer(survey: Survey, nps: int, rating: int, text: str = "", invitation=None):
     by_kind = {q.kind: q.id for q in survey.questions}
-    return submit_response(
-        survey, {by_kind["nps"]: str(nps), by_kind["rating"]: str(rating), by_kind["text"]: text}, invitation
-    )
+    raw = {by_kind["nps"]: str(nps), by_kind["rating"]: str(rating), by_kind["text"]: text}
+    with unit_of_work(Actor.anonymous("203.0.113.7")):
+        return submit_response(survey, raw, invitation)
 
 
 def test_a_manager_builds_a_survey_with_ordered_questions(client, auth):
@@ -173,9 +183,7 @@ def test_a_closed_survey_or_no_match_invites_nobody(client, auth):
 def invited_answer(survey: Survey):
     """A customer invited, answering 10 and 5 with a comment; returns the customer."""
     customer = make_customer()
-    invitation, _token = create_invitation(survey, customer.id)
-    db.session.commit()
-    answer(survey, 10, 5, "Lovely staff", invitation)
+    answer(survey, 10, 5, "Lovely staff", invite(survey, customer.id))
     return customer
 
 
@@ -247,7 +255,8 @@ def test_resolving_a_ticket_sends_a_csat_survey_scored_on_the_ticket(client, aut
 def test_an_invitation_can_be_about_one_of_the_customers_purchases(client, auth):
     survey = make_survey()
     customer = make_customer()
-    record_purchase(NewPurchase(customer.id, "pos", "ORDER-77", Decimal("120"), "CNY"))
+    with unit_of_work(SYSTEM):
+        record_purchase(NewPurchase(customer.id, "pos", "ORDER-77", Decimal("120"), "CNY"))
     auth.login(Role.AGENT)
     unknown = post_invite(client, survey, customer=customer.member_no, order_ref="NOPE")
     assert "no purchase with that order reference" in unknown.text
@@ -259,11 +268,21 @@ def test_an_invitation_can_be_about_one_of_the_customers_purchases(client, auth)
     assert "Purchase #" in client.get("/admin/survey_invitations/").text
 
 
-def test_invitations_past_their_expiry_are_shown_expired(client, auth, runner):
+def test_invitations_past_their_expiry_are_shown_expired_and_stored_so_by_the_job(client, auth, runner):
     survey = make_survey()
-    old, _token = create_invitation(survey, None, days_valid=1, now=utcnow() - timedelta(days=3))
-    fresh, _token = create_invitation(survey, None, days_valid=5)
-    db.session.commit()
+    old = invite(survey, days_valid=1, now=utcnow() - timedelta(days=3))
+    fresh = invite(survey, days_valid=5)
+    auth.login(Role.ANALYST)
+    listed = client.get("/admin/survey_invitations/").text
+    cells = re.findall(r'<td class="col-status">\s*(\w+)\s*</td>', listed)
+    assert sorted(cells) == ["Created", "Expired"]
+    arg = re.search(r'"Status": \[\{"arg": "(\d+)", "index": \d+, "operation": "equals"', listed).group(1)
+    filtered = client.get(f"/admin/survey_invitations/?flt0_{arg}=expired").text
+    assert re.findall(r'<td class="col-status">\s*(\w+)\s*</td>', filtered) == ["Expired"]
+    results = client.get(f"/admin/survey_results/{survey.id}").text
+    assert "of 2 invitations" in results and "Created 1, Expired 1" in results
+    db.session.expire_all()
+    assert db.session.get(Invitation, old.id).status == "created"  # reading the pages wrote nothing
     result = runner.invoke(args=["expire-invitations"])
     assert "1 invitations expired" in result.output
     db.session.expire_all()
@@ -271,6 +290,8 @@ def test_invitations_past_their_expiry_are_shown_expired(client, auth, runner):
         "expired",
         "created",
     )
+    (event,) = audit_events("survey_invitation.expire")
+    assert (event.actor, event.detail) == ("cli", "n=1")
 
 
 def test_the_home_page_shows_satisfaction_of_the_last_30_days(client, auth):
@@ -296,3 +317,70 @@ def test_open_and_close_times_are_typed_in_local_time_and_stored_in_utc(client, 
         "/admin/survey_builder/new/", data=backwards | question_fields(("nps", "Again?", "", "1"))
     )
     assert "must close after it opens" in page.text and len(surveys()) == 1
+
+
+# The customers of each tier below: members include the customers without a loyalty account.
+TIER_MEMBERS = {"member": 3, "silver": 1, "gold": 2, "platinum": 1}
+
+
+@pytest.mark.parametrize("tier", list(TIER_MEMBERS))
+def test_a_segment_by_tier_invites_exactly_its_members(client, auth, tier):
+    """Every tier, the base tier included (customers without an account belong to it)."""
+    assert sorted(db.session.scalars(sa.select(Tier.code))) == sorted(TIER_MEMBERS) and BASE_TIER == "member"
+    survey = make_survey()
+    make_customer()
+    make_customer()  # neither has a loyalty account: both are in the base tier
+    accounts = ["member", "silver", "gold", "gold", "platinum"]
+    customers = [make_customer() for _ in accounts]
+    with unit_of_work(SYSTEM) as uow:
+        for customer, code in zip(customers, accounts, strict=True):
+            uow.add(LoyaltyAccount(customer_id=customer.id, balance=0, tier_code=code))
+    auth.login(Role.AGENT)
+    page = post_invite(client, survey, tier=tier)
+    assert page.status_code == 200
+    assert len(set(re.findall(r"/s/[\w-]+", page.text))) == TIER_MEMBERS[tier]
+    assert db.session.scalar(sa.select(sa.func.count(Invitation.id))) == TIER_MEMBERS[tier]
+    (event,) = audit_events("survey.invite")
+    assert (event.actor, event.object_id, event.detail) == (
+        "agent@test.example",
+        str(survey.id),
+        f"n={TIER_MEMBERS[tier]}",
+    )
+
+
+def test_a_failed_invitation_leaves_neither_the_invitations_nor_their_audit_event(client, auth):
+    survey = make_survey()
+    customer = make_customer()
+    auth.login(Role.AGENT)
+    # Fails as the invitation goes in, its audit event already written in the same transaction.
+    when = "EXISTS (SELECT 1 FROM audit_event WHERE action = 'survey.invite')"
+    with failing_after_insert("survey_invitation", when):
+        with pytest.raises(sa.exc.DBAPIError, match="failed by the test"):
+            post_invite(client, survey, customer=customer.member_no)
+    assert db.session.scalar(sa.select(sa.func.count(Invitation.id))) == 0
+    assert audit_events("survey.invite") == []
+
+
+def test_marking_links_sent_is_audited_by_the_member_of_staff(client, auth):
+    survey = make_survey()
+    invitations = [invite(survey, make_customer().id) for _ in range(2)]
+    auth.login(Role.AGENT)
+    ids = ",".join(str(i.id) for i in invitations)
+    token = csrf_token(client.get("/admin/survey_invite/").text)
+    assert client.post("/admin/survey_invite/sent", data={"ids": ids, "csrf_token": token}).status_code == 302
+    assert set(db.session.scalars(sa.select(Invitation.status))) == {"sent"}
+    (event,) = audit_events("survey_invitation.sent")
+    assert (event.actor, event.detail, event.fields) == ("agent@test.example", "n=2", "status")
+
+
+@pytest.mark.parametrize("role, audited", [(Role.AGENT, True), (Role.ANALYST, False)])
+def test_results_with_member_numbers_are_audited(client, auth, role, audited):
+    """Results showing who wrote what are audited; an analyst's masked view is not."""
+    survey = make_survey()
+    invited_answer(survey)
+    auth.login(role)
+    assert client.get(f"/admin/survey_results/{survey.id}").status_code == 200
+    events = audit_events("survey.results")
+    assert [(e.object_id, e.fields) for e in events] == (
+        [(str(survey.id), "member_no,text")] if audited else []
+    )

@@ -1,0 +1,1 @@
+"""Surveys: the builder, invitations and segments, answers, and their event handlers."""
