@@ -65,18 +65,16 @@ quietly flask db upgrade
 quietly flask seed-demo --customers 50
 quietly "$BIN/python" - <<'PY'
 from app import create_app
-from models import db
-from models.rewards import Reward
+from models.loyalty.rewards import Reward
+from models.uow import Actor, unit_of_work
 
-with create_app().app_context():
-    db.session.add_all(
-        [
-            Reward(name_en="Tote bag", name_zh="帆布袋", points_cost=1, stock=1000),
-            Reward(name_en="Mug", name_zh="马克杯", points_cost=50, stock=None),
-            Reward(name_en="Sold out", name_zh="已售罄", points_cost=1, stock=0),
-        ]
-    )
-    db.session.commit()
+with create_app().app_context(), unit_of_work(Actor.system("ci")) as uow:
+    for reward in [
+        Reward(name_en="Tote bag", name_zh="帆布袋", points_cost=1, stock=1000),
+        Reward(name_en="Mug", name_zh="马克杯", points_cost=50, stock=None),
+        Reward(name_en="Sold out", name_zh="已售罄", points_cost=1, stock=0),
+    ]:
+        uow.add(reward)
 PY
 API_KEY="$(flask create-api-key "API contract" --source contract \
     --scope purchases:write --scope points:read --scope redemptions:write | tail -n 1)"

@@ -1,42 +1,33 @@
-"""Loyalty screens: purchases, the ledger, rewards, redemptions, tiers, rules, API keys, imports."""
+"""Loyalty screens: purchases, the ledger, rewards, redemptions, tiers, rules, imports."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
-from flask import flash, redirect, request, url_for
+from flask import current_app, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user
-from wtforms import (
-    BooleanField,
-    DecimalField,
-    FileField,
-    SelectField,
-    SelectMultipleField,
-    StringField,
-    ValidationError,
-)
+from wtforms import BooleanField, DecimalField, FileField, SelectField, StringField, ValidationError
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
-from admin.base import StaffModelView, StaffView
+from admin.base import StaffModelView, StaffView, flash_busy
 from admin.fields import known_customer, member_no_of
 from models import db
-from models.api_key import SCOPES, create_api_key, revoke
-from models.audit import record_event
 from models.customer import find_customer_id
-from models.loyalty import (
-    ENTRY_LABELS,
+from models.loyalty.imports import check_import, record_import
+from models.loyalty.ledger import ENTRY_LABELS
+from models.loyalty.programme import DatedWindow, LoyaltyError, tiers
+from models.loyalty.purchases import (
     PURCHASE_CHANNELS,
-    LoyaltyError,
     NewPurchase,
+    Purchase,
     record_purchase,
     refund_purchase,
 )
-from models.purchase_import import import_purchases
-from models.rewards import REDEMPTION_LABELS, Redemption, cancel_redemption, mark_used
+from models.loyalty.rewards import REDEMPTION_LABELS, Redemption, cancel_redemption, mark_used
+from models.uow import WriteBusy
 from security import CheckedForm
 
 
@@ -50,6 +41,14 @@ def entry_kind(view, context, model, name):
 
 def redemption_status(view, context, model, name):
     return REDEMPTION_LABELS.get(model.status, model.status)
+
+
+def check_window(model: DatedWindow) -> None:
+    """The model's window rule, as a form error (Flask-Admin shows it and keeps what was typed)."""
+    try:
+        model.check_window()
+    except LoyaltyError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 class PurchaseView(StaffModelView):
@@ -109,10 +108,12 @@ class PurchaseView(StaffModelView):
     }
 
     def create_model(self, form):
-        from flask import current_app
-
+        customer_id = find_customer_id(form.customer_lookup.data)
+        if customer_id is None:  # the form's validator found the customer a moment ago
+            flash(_("No such customer."), "error")
+            return False
         spec = NewPurchase(
-            find_customer_id(form.customer_lookup.data),
+            customer_id,
             "admin",
             form.order_ref.data.strip(),
             form.amount.data,
@@ -120,29 +121,31 @@ class PurchaseView(StaffModelView):
             form.channel.data,
         )
         try:
-            result = record_purchase(spec, actor=current_user.email)
+            with self.unit_of_work(keep_state=True):
+                result = record_purchase(spec)
         except LoyaltyError as exc:
-            db.session.rollback()
             flash(str(exc), "error")
             return False
-        record_event("purchase.create", "purchase", result.purchase.id, ["amount", "order_ref"])
-        db.session.commit()
+        except WriteBusy:
+            flash_busy()  # False: the form is shown again with what was typed
+            return False
         if not result.created:
             flash(_("That order was recorded before; nothing changed."), "warning")
         return result.purchase
 
     @action("refund", _l("Refund"), _l("Refund the selected purchases and reverse their points?"))
     def action_refund(self, ids):
-        from models.loyalty import Purchase
-
         done = 0
-        for purchase_id in ids:
-            purchase = db.session.get(Purchase, int(purchase_id))
-            if purchase is not None and purchase.status == "completed":
-                refund_purchase(purchase.source, purchase.order_ref, actor=current_user.email)
-                record_event("purchase.refund", "purchase", purchase.id, ["status"])
-                db.session.commit()
-                done += 1
+        try:
+            with self.unit_of_work():
+                query = db.select(Purchase).where(Purchase.id.in_([int(i) for i in ids]))
+                for purchase in db.session.scalars(query).all():
+                    if purchase.status == "completed":
+                        refund_purchase(purchase.source, purchase.order_ref)
+                        done += 1
+        except WriteBusy:
+            flash_busy()
+            return
         flash(_("%(n)d purchases refunded.", n=done), "success")
 
 
@@ -231,15 +234,12 @@ class RewardView(StaffModelView):
 
     @staticmethod
     def _with_tiers(form):
-        from models.loyalty import tiers
-
         form.min_tier.choices = [("", _l("Any tier"))] + [(t.code, str(t)) for t in tiers()]
         return form
 
     def on_model_change(self, form, model, is_created):
         model.min_tier = model.min_tier or None
-        if model.starts_at and model.ends_at and model.ends_at <= model.starts_at:
-            raise ValidationError(_("The end must come after the start."))
+        check_window(model)
         super().on_model_change(form, model, is_created)
 
 
@@ -267,28 +267,36 @@ class RedemptionView(StaffModelView):
     @action("use", _l("Mark used"), _l("Mark the selected coupons as used? This cannot be undone."))
     def action_use(self, ids):
         used = 0
-        for redemption in db.session.query(Redemption).filter(Redemption.id.in_([int(i) for i in ids])):
-            if redemption.status == "issued":
-                mark_used(redemption)
-                record_event("redemption.use", "redemption", redemption.id, ["status"])
-                used += 1
-        db.session.commit()
+        try:
+            with self.unit_of_work():
+                query = db.select(Redemption).where(Redemption.id.in_([int(i) for i in ids]))
+                for redemption in db.session.scalars(query).all():
+                    if redemption.status == "issued":
+                        mark_used(redemption)
+                        used += 1
+        except WriteBusy:
+            flash_busy()
+            return
         flash(_("%(n)d of %(total)d coupons marked used.", n=used, total=len(ids)), "success")
 
     @action(
         "cancel", _l("Cancel and refund points"), _l("Cancel the selected coupons and give the points back?")
     )
     def action_cancel(self, ids):
-        cancelled = 0
-        for redemption_id in ids:
-            try:
-                cancel_redemption(int(redemption_id), actor=current_user.email)
-                record_event("redemption.cancel", "redemption", redemption_id, ["status"])
-                db.session.commit()
-                cancelled += 1
-            except LoyaltyError as exc:
-                db.session.rollback()
-                flash(str(exc), "error")
+        cancelled, refused = 0, []
+        try:
+            with self.unit_of_work():
+                for redemption_id in ids:
+                    try:
+                        cancel_redemption(int(redemption_id))
+                        cancelled += 1
+                    except LoyaltyError as exc:  # refused before it changed anything: go on
+                        refused.append(str(exc))
+        except WriteBusy:
+            flash_busy()
+            return
+        for message in refused:
+            flash(message, "error")
         flash(
             _("%(n)d of %(total)d coupons cancelled.", n=cancelled, total=len(ids)),
             "success" if cancelled else "error",
@@ -349,60 +357,8 @@ class PromotionView(StaffModelView):
     }
 
     def on_model_change(self, form, model, is_created):
-        if model.ends_at <= model.starts_at:
-            raise ValidationError(_("The end must come after the start."))
+        check_window(model)
         super().on_model_change(form, model, is_created)
-
-
-class ApiKeyForm(CheckedForm):
-    name = StringField(_l("Integration"), validators=[DataRequired(), Length(max=100)])
-    source = StringField(
-        _l("Source"),
-        validators=[DataRequired(), Length(max=32)],
-        description=_l("Short name, e.g. pos or webshop; orders are unique per source."),
-    )
-    scopes = SelectMultipleField(_l("Scopes"), choices=list(SCOPES.items()), validators=[DataRequired()])
-
-
-class ApiKeyView(StaffModelView):
-    right = "loyalty.configure"
-    audit_type = "api_key"
-    can_create = can_edit = can_delete = False
-    column_list = ["name", "source", "lookup", "scopes", "created_at", "revoked_at"]
-    column_labels = {
-        "name": _l("Integration"),
-        "source": _l("Source"),
-        "lookup": _l("Key starts with"),
-        "scopes": _l("Scopes"),
-        "created_at": _l("Created"),
-        "revoked_at": _l("Revoked"),
-    }
-    list_template = "admin/api_key_list.html"
-
-    @expose("/issue", methods=("GET", "POST"))
-    def issue(self):
-        form = ApiKeyForm()
-        if form.validate_on_submit():
-            try:
-                key, text = create_api_key(form.name.data, form.source.data.strip(), form.scopes.data)
-            except ValueError as exc:
-                form.source.errors.append(str(exc))
-            else:
-                db.session.flush()
-                record_event("api_key.create", "api_key", key.id, ["name", "scopes"])
-                db.session.commit()
-                return self.render("admin/api_key_issued.html", key=key, text=text)
-        return self.render("admin/api_key_form.html", form=form)
-
-    @action("revoke", _l("Revoke"), _l("Revoke the selected keys? Integrations using them stop working."))
-    def action_revoke(self, ids):
-        from models.api_key import ApiKey
-
-        for key in db.session.query(ApiKey).filter(ApiKey.id.in_([int(i) for i in ids])):
-            revoke(key)
-            record_event("api_key.revoke", "api_key", key.id, ["revoked_at"])
-        db.session.commit()
-        flash(_("Keys revoked."), "success")
 
 
 class ImportForm(CheckedForm):
@@ -416,8 +372,6 @@ class PurchaseImportView(StaffView):
 
     @expose("/", methods=("GET", "POST"))
     def index(self):
-        from flask import current_app
-
         form, report = ImportForm(), None
         if form.validate_on_submit():
             upload = request.files.get(form.file.name)
@@ -427,20 +381,14 @@ class PurchaseImportView(StaffView):
             except UnicodeDecodeError:
                 flash(_("The file must be UTF-8 text."), "error")
                 return redirect(url_for(".index"))
-            report = import_purchases(
-                text,
-                form.source.data.strip(),
-                current_app.config["LOYALTY_CURRENCY"],
-                form.dry_run.data,
-                actor=current_user.email,
-            )
+            # Checking reads only: done before the write transaction, which then only records.
+            checked = check_import(text, form.source.data.strip(), current_app.config["LOYALTY_CURRENCY"])
+            report = checked.report
             if report.ok and not form.dry_run.data:
-                record_event(
-                    "purchase.import",
-                    "purchase",
-                    None,
-                    ["amount", "order_ref"],
-                    detail=f"rows={report.recorded}",
-                )
-                db.session.commit()
+                try:
+                    with self.unit_of_work():
+                        report = record_import(checked)
+                except WriteBusy:
+                    flash_busy()  # the form is shown again; nothing was imported
+                    report = None
         return self.render("admin/purchase_import.html", form=form, report=report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import wraps
@@ -15,19 +16,11 @@ from api.openapi import openapi_document
 from models import db, utcnow
 from models.api_key import find_api_key
 from models.customer import Customer, find_customer
-from models.loyalty import (
-    LoyaltyError,
-    NewPurchase,
-    Purchase,
-    UnknownCustomer,
-    account_state,
-    expiring_points,
-    member_no_of,
-    recent_ledger,
-    record_purchase,
-    refund_purchase,
-)
-from models.rewards import available_rewards, redeem
+from models.loyalty.ledger import account_state, expiring_points, recent_ledger
+from models.loyalty.programme import LoyaltyError, UnknownCustomer
+from models.loyalty.purchases import NewPurchase, Purchase, member_no_of, record_purchase, refund_purchase
+from models.loyalty.rewards import available_rewards, redeem
+from models.uow import Actor, UnitOfWork, WriteBusy, unit_of_work
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -53,6 +46,23 @@ def error(status: int, code: str, message: str):
 @bp.errorhandler(LoyaltyError)
 def _loyalty_error(exc: LoyaltyError):
     return error(exc.status, exc.code, str(exc))
+
+
+@bp.errorhandler(WriteBusy)
+def _busy(_exc: WriteBusy):
+    response, status = error(
+        503, "busy", "The database was busy; your change was not saved. Please try again."
+    )
+    response.headers["Retry-After"] = "1"
+    return response, status
+
+
+def write() -> AbstractContextManager[UnitOfWork]:
+    """The unit of work of one API write, on behalf of the request's key.
+
+    It keeps the committed objects loaded: the answer is built from them without reading again.
+    """
+    return unit_of_work(Actor.api_key(g.api_key, request.remote_addr), keep_state=True)
 
 
 def require(scope: str | None):
@@ -85,10 +95,14 @@ def body() -> dict:
     return data
 
 
-def text(data: dict, name: str, required: bool = True, max_length: int = 64) -> str | None:
+def optional_text(data: dict, name: str, max_length: int = 64) -> str | None:
+    """A text field that may be left out or null; checked like `text` when given."""
+    return None if data.get(name) is None else text(data, name, max_length)
+
+
+def text(data: dict, name: str, max_length: int = 64) -> str:
+    """A required text field: a non-empty string of at most `max_length` characters, trimmed."""
     value = data.get(name)
-    if value is None and not required:
-        return None
     if not isinstance(value, str) or not value.strip() or len(value) > max_length or "\x00" in value:
         raise LoyaltyError(f"{name} must be a non-empty string of at most {max_length} characters.")
     return value.strip()
@@ -118,9 +132,7 @@ def moment(data: dict, name: str) -> datetime | None:
         value = value.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+08:00 and the like fall outside datetime's range
         raise LoyaltyError(f"{name} is out of range.") from None
-    if value > utcnow():
-        raise LoyaltyError(f"{name} cannot be in the future.")
-    return value
+    return value  # a time in the future is refused by the purchase rules
 
 
 def customer_from(data: dict) -> tuple[int, str | None]:
@@ -137,7 +149,7 @@ def customer_from(data: dict) -> tuple[int, str | None]:
     raise LoyaltyError("customer must name a member_no, email or phone.")
 
 
-def customer_by_member_no(member_no: str) -> tuple[int, str]:
+def customer_by_member_no(member_no: str) -> tuple[int, str | None]:
     """(id, member number) of a customer, without loading (and decrypting) the whole record."""
     row = db.session.execute(
         sa.select(Customer.id, Customer.member_no).where(Customer.member_no == member_no)
@@ -185,7 +197,7 @@ def ping():
 @require("purchases:write")
 def post_purchase():
     data = body()
-    channel = text(data, "channel", required=False, max_length=16) or "store"
+    channel = optional_text(data, "channel", max_length=16) or "store"
     customer_id, member_no = customer_from(data)
     spec = NewPurchase(
         customer_id=customer_id,
@@ -197,7 +209,8 @@ def post_purchase():
         channel=channel,
         purchased_at=moment(data, "purchased_at"),
     )
-    result = record_purchase(spec, actor=f"api:{g.api_key.name}")
+    with write():
+        result = record_purchase(spec)
     payload = {
         "purchase": purchase_json(result.purchase, result.member_no),
         "created": result.created,
@@ -210,7 +223,9 @@ def post_purchase():
 @bp.post("/purchases/<path:order_ref>/refund")
 @require("purchases:write")
 def refund(order_ref: str):
-    purchase = refund_purchase(g.api_key.source, order_ref, actor=f"api:{g.api_key.name}")
+    source = g.api_key.source  # read before the unit of work ends the read transaction
+    with write():
+        purchase = refund_purchase(source, order_ref)
     member_no = member_no_of(purchase.customer_id)
     return jsonify(
         {"purchase": purchase_json(purchase, member_no), **account_json(purchase.customer_id, member_no)}
@@ -220,7 +235,7 @@ def refund(order_ref: str):
 @bp.get("/customers/<member_no>/points")
 @require("points:read")
 def points(member_no: str):
-    customer_id, member_no = customer_by_member_no(member_no)
+    customer_id, stored_member_no = customer_by_member_no(member_no)
     ledger = [
         {
             "kind": e.kind,
@@ -235,7 +250,8 @@ def points(member_no: str):
     expiring = [
         {"expires_at": iso(line.expires_at), "points": line.points} for line in expiring_points(customer_id)
     ]
-    return jsonify({**account_json(customer_id, member_no), "expiring": expiring, "ledger": ledger})
+    account = account_json(customer_id, stored_member_no)
+    return jsonify({**account, "expiring": expiring, "ledger": ledger})
 
 
 @bp.get("/rewards")
@@ -267,14 +283,15 @@ def post_redemption():
     reward_id = data.get("reward_id")
     if isinstance(reward_id, bool) or not isinstance(reward_id, int) or not 0 < reward_id < 2**31:
         raise LoyaltyError("reward_id must be a positive integer.")
-    redemption = redeem(customer_id, reward_id, actor=f"api:{g.api_key.name}")
+    with write():
+        result = redeem(customer_id, reward_id)
     return jsonify(
         {
-            "coupon_code": redemption.coupon_code,
+            "coupon_code": result.redemption.coupon_code,
             "reward_id": reward_id,
-            "points": redemption.points,
+            "points": result.redemption.points,
             "member_no": member_no,
-            "balance": redemption.balance_after,
-            "tier": redemption.tier_code,
+            "balance": result.balance,
+            "tier": result.tier,
         }
     ), 201

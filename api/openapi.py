@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 
-from models.loyalty import PURCHASE_CHANNELS
+from models.loyalty.purchases import PURCHASE_CHANNELS
 
 
 def _ref(name: str) -> dict:
@@ -22,6 +22,10 @@ ERRORS = {
     "404": _json(_ref("Error"), "Unknown customer or route."),
     "409": _json(_ref("Error"), "Conflict: not enough points, out of stock, or an order reference reused."),
     "422": _json(_ref("Error"), "A field is missing or invalid; the message says which."),
+    "503": {
+        **_json(_ref("Error"), 'The database stayed busy; nothing was stored. Retry (code "busy").'),
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    },
 }
 
 
@@ -226,7 +230,7 @@ PATHS = {
             "responses": {
                 "201": _json(_ref("PurchaseResult"), "Recorded."),
                 "200": _json(_ref("PurchaseResult"), "Already recorded: the first result."),
-                **_errors("400", "401", "403", "404", "409", "422"),
+                **_errors("400", "401", "403", "404", "409", "422", "503"),
             },
         }
     },
@@ -243,7 +247,10 @@ PATHS = {
                     "schema": {"type": "string", "minLength": 1, "maxLength": 64},
                 }
             ],
-            "responses": {"200": _json(_ref("Refund"), "Refunded."), **_errors("401", "403", "404", "422")},
+            "responses": {
+                "200": _json(_ref("Refund"), "Refunded."),
+                **_errors("401", "403", "404", "422", "503"),
+            },
         }
     },
     "/customers/{member_no}/points": {
@@ -291,7 +298,7 @@ PATHS = {
             },
             "responses": {
                 "201": _json(_ref("RedemptionResult"), "Redeemed."),
-                **_errors("400", "401", "403", "404", "409", "422"),
+                **_errors("400", "401", "403", "404", "409", "422", "503"),
             },
         }
     },

@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models import UTCDateTime, db, utcnow
+from models import Model, UTCDateTime, db, utcnow
+from models.uow import current_uow
 
 SCOPES = {
     "purchases:write": _l("Post purchases and refunds"),
@@ -21,7 +22,7 @@ SCOPES = {
 KEY_PREFIX = "ptr"
 
 
-class ApiKey(db.Model):
+class ApiKey(Model):
     """One integration's key. Only a SHA-256 of the secret is kept (it has 256 random bits)."""
 
     __tablename__ = "api_key"
@@ -54,7 +55,7 @@ def _hash(secret: str) -> str:
 
 
 def create_api_key(name: str, source: str, scopes: list[str]) -> tuple[ApiKey, str]:
-    """A new key and its full text, which is shown once and never stored (the caller commits)."""
+    """A new key and its full text, shown once and never stored, in the caller's unit of work."""
     unknown = set(scopes) - set(SCOPES)
     if unknown:
         raise ValueError(f"unknown scopes: {', '.join(sorted(unknown))}")
@@ -69,7 +70,10 @@ def create_api_key(name: str, source: str, scopes: list[str]) -> tuple[ApiKey, s
         secret_hash=_hash(secret),
         scopes=",".join(sorted(set(scopes))),
     )
-    db.session.add(key)
+    uow = current_uow()
+    uow.add(key)
+    uow.session.flush()  # the key's id, for its audit event
+    uow.audit("api_key.create", "api_key", key.id, ["name", "scopes", "source"])
     return key, f"{KEY_PREFIX}_{lookup}_{secret}"
 
 
@@ -86,4 +90,7 @@ def find_api_key(presented: str) -> ApiKey | None:
 
 
 def revoke(key: ApiKey, now: datetime | None = None) -> None:
-    key.revoked_at = key.revoked_at or now or utcnow()
+    """Revoke a key at once, in the caller's unit of work (a revoked key stays revoked)."""
+    if key.revoked_at is None:
+        key.revoked_at = now or utcnow()
+        current_uow().audit("api_key.revoke", "api_key", key.id, ["revoked_at"])

@@ -21,9 +21,17 @@ from werkzeug.exceptions import HTTPException
 from api import bp as api_bp
 from models import db
 from models.api_key import SCOPES, create_api_key, find_api_key, revoke
-from models.loyalty import PointsEntry, Purchase, add_months
-from models.rewards import Redemption
-from tests.factories import make_customer, make_reward
+from models.loyalty.ledger import PointsEntry, add_months
+from models.loyalty.purchases import Purchase
+from models.loyalty.rewards import Redemption
+from models.uow import SYSTEM, unit_of_work
+from tests.factories import (
+    audit_events,
+    failing_after_insert,
+    make_customer,
+    make_reward,
+    write_lock_held_elsewhere,
+)
 
 
 class _Missing:
@@ -122,8 +130,8 @@ def api(app, client) -> Api:
 
 def new_key(*scopes: str, source: str = "pos", name: str = "Till 1") -> str:
     """The text of a new committed API key."""
-    _key, text = create_api_key(name, source, list(scopes))
-    db.session.commit()
+    with unit_of_work(SYSTEM):
+        _key, text = create_api_key(name, source, list(scopes))
     return text
 
 
@@ -252,8 +260,8 @@ def test_a_wrong_key_is_refused(api, key, presented):
 def test_a_revoked_key_is_refused(api, key):
     """Does a key stop working once it is revoked?"""
     assert api.get("/ping", key).status_code == 200
-    revoke(find_api_key(key))
-    db.session.commit()
+    with unit_of_work(SYSTEM):
+        revoke(find_api_key(key))
     assert_error(api.get("/ping", key), 401, "unauthorized")
 
 
@@ -302,6 +310,51 @@ def test_a_purchase_is_recorded_with_its_points_and_balance(api, key, member):
         "status": "completed",
     }
     assert ledger_count(member) == 1
+
+
+def test_a_purchase_leaves_an_audit_event_by_the_key(api, key, member):
+    """Does a purchase posted through the API leave its audit event, with the key as the actor?"""
+    api.post("/purchases", key, json=purchase(member))
+    api.post("/purchases", key, json=purchase(member))  # a replay changes nothing: no second event
+    purchase_id = db.session.scalar(sa.select(Purchase.id))
+    events = audit_events("purchase.create")
+    assert [(e.object_id, e.actor, e.actor_id, e.ip) for e in events] == [
+        (str(purchase_id), "api:Till 1", None, "127.0.0.1")
+    ]
+    assert db.session.scalar(sa.select(PointsEntry.actor)) == "api:Till 1"
+
+
+def test_a_failure_after_a_purchase_keeps_neither_it_nor_its_audit_event(api, key, member):
+    """If the request fails after the purchase was written, are the purchase, points and event gone?"""
+    written = "NEW.action = 'purchase.create' AND EXISTS (SELECT 1 FROM purchase)"
+    with failing_after_insert("audit_event", written):
+        with pytest.raises(sa.exc.DBAPIError, match="failed by the test"):
+            api.client.post(f"{PREFIX}/purchases", json=purchase(member), headers={"X-API-Key": key})
+    assert db.session.scalar(sa.select(sa.func.count(Purchase.id))) == 0
+    assert ledger_count(member) == 0 and audit_events("purchase.create") == []
+
+
+@pytest.mark.parametrize("app_config", [{"SQLITE_BUSY_TIMEOUT_MS": 50}])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [("/purchases", "purchase"), ("/purchases/A-1/refund", None), ("/redemptions", "redemption")],
+)
+def test_a_busy_database_answers_503_busy_and_stores_nothing(api, key, member, path, body):
+    """Is a write that finds the database busy answered with the documented 503 "busy", storing nothing?"""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("provokes SQLite's write lock")
+    api.post("/purchases", key, json=purchase(member, amount="500"))
+    reward = make_reward()
+    bodies = {
+        "purchase": purchase(member, order_ref="A-2"),
+        "redemption": {"member_no": member, "reward_id": reward.id},
+    }
+    with write_lock_held_elsewhere():
+        response = api.post(path, key, json=bodies.get(body))
+    assert_error(response, 503, "busy", "not saved")
+    assert response.headers["Retry-After"] == "1"
+    assert db.session.scalars(sa.select(Purchase.status)).all() == ["completed"]
+    assert ledger_count(member) == 1 and db.session.scalar(sa.select(sa.func.count(Redemption.id))) == 0
 
 
 def test_posting_the_same_order_again_changes_nothing(api, key, member):

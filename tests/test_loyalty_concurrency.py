@@ -8,8 +8,11 @@ from concurrent.futures import ProcessPoolExecutor
 import sqlalchemy as sa
 
 from models import db
-from models.loyalty import LoyaltyAccount, PointsEntry, Purchase, adjust_points, balance_of, ledger_sum
-from models.rewards import Redemption, Reward
+from models.audit import AuditEvent
+from models.loyalty.ledger import LoyaltyAccount, PointsEntry, adjust_points, balance_of, ledger_sum
+from models.loyalty.purchases import Purchase
+from models.loyalty.rewards import Redemption, Reward
+from models.uow import SYSTEM, unit_of_work
 from tests.conftest import base_config
 from tests.factories import make_customer
 from tests.loyalty_worker import hammer
@@ -38,11 +41,9 @@ def worker_config(app, tmp_path, database_url, key_material) -> dict:
 
 def test_concurrent_redemptions_never_spend_the_same_points_twice(app, tmp_path, database_url, key_material):
     customer = make_customer()
-    adjust_points(customer.id, 300, "test balance", "test")
-    db.session.commit()
-    reward = Reward(name_en="Coffee", name_zh="咖啡", points_cost=30, stock=None)
-    db.session.add(reward)
-    db.session.commit()
+    with unit_of_work(SYSTEM) as uow:
+        adjust_points(customer.id, 300, "test balance")
+        reward = uow.add(Reward(name_en="Coffee", name_zh="咖啡", points_cost=30, stock=None))
     results = run_workers(
         worker_config(app, tmp_path, database_url, key_material), "redeem", customer.id, reward.id, attempts=8
     )
@@ -51,15 +52,15 @@ def test_concurrent_redemptions_never_spend_the_same_points_twice(app, tmp_path,
     assert sum(r["refused"] for r in results) == WORKERS * 8 - 10
     assert balance_of(customer.id) == 0 == ledger_sum(customer.id)
     assert db.session.scalar(sa.select(sa.func.count(Redemption.id))) == 10
+    events = sa.select(sa.func.count(AuditEvent.id)).where(AuditEvent.action == "redemption.create")
+    assert db.session.scalar(events) == 10
 
 
 def test_concurrent_redemptions_never_oversell_stock(app, tmp_path, database_url, key_material):
     customer = make_customer()
-    adjust_points(customer.id, 1000, "test balance", "test")
-    db.session.commit()
-    reward = Reward(name_en="Umbrella", name_zh="雨伞", points_cost=1, stock=5)
-    db.session.add(reward)
-    db.session.commit()
+    with unit_of_work(SYSTEM) as uow:
+        adjust_points(customer.id, 1000, "test balance")
+        reward = uow.add(Reward(name_en="Umbrella", name_zh="雨伞", points_cost=1, stock=5))
     results = run_workers(
         worker_config(app, tmp_path, database_url, key_material), "redeem", customer.id, reward.id, attempts=5
     )
@@ -79,3 +80,5 @@ def test_concurrent_posts_of_the_same_orders_record_each_once(app, tmp_path, dat
     assert db.session.scalar(sa.select(sa.func.count(Purchase.id))) == 10
     assert db.session.scalar(sa.select(sa.func.count(PointsEntry.id))) == 10
     assert db.session.get(LoyaltyAccount, customer.id).balance == 100 == ledger_sum(customer.id)
+    events = sa.select(sa.func.count(AuditEvent.id)).where(AuditEvent.action == "purchase.create")
+    assert db.session.scalar(events) == 10

@@ -1,4 +1,8 @@
-"""CSV import of purchases: every row checked first, then all recorded in one transaction or none."""
+"""CSV import of purchases: every row checked first, then all recorded in one unit of work, or none.
+
+Checking reads only, so a door checks before it opens the unit of work and the write lock is
+held only while the checked rows are recorded.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from decimal import Decimal, InvalidOperation
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from models import begin_write, db, utcnow
+from models import db, utcnow
 from models.customer import find_customer
-from models.loyalty import LoyaltyError, NewPurchase, Purchase, _record_new, validate_purchase
+from models.loyalty.programme import LoyaltyError
+from models.loyalty.purchases import NewPurchase, Purchase, prepare_purchase, record_checked
+from models.uow import current_uow
 
 REQUIRED = ("order_ref", "customer", "amount")
 COLUMNS = ("order_ref", "customer", "amount", "currency", "channel", "purchased_at")
@@ -38,7 +44,16 @@ class ImportReport:
         return not self.errors
 
 
-def _parse_row(row: dict, line: int, source: str, currency: str) -> NewPurchase:
+@dataclass
+class CheckedImport:
+    """A file's rows, checked: the purchases to record and the report of what was found."""
+
+    source: str
+    specs: list[NewPurchase]
+    report: ImportReport
+
+
+def _parse_row(row: dict, source: str, currency: str, now: datetime) -> NewPurchase:
     missing = [name for name in REQUIRED if not (row.get(name) or "").strip()]
     if missing:
         raise LoyaltyError(f"missing {', '.join(missing)}")
@@ -67,13 +82,16 @@ def _parse_row(row: dict, line: int, source: str, currency: str) -> NewPurchase:
         when,
         member_no,
     )
-    validate_purchase(spec)
+    prepare_purchase(spec, now)  # the same rules as every other door
     return spec
 
 
-def check_rows(text: str, source: str, currency: str) -> tuple[list[NewPurchase], ImportReport]:
+def check_rows(
+    text: str, source: str, currency: str, now: datetime | None = None
+) -> tuple[list[NewPurchase], ImportReport]:
     """Parse and check every row; nothing is written."""
-    report, specs, seen = ImportReport(), [], set()
+    now = now or utcnow()
+    report, specs, seen = ImportReport(), list[NewPurchase](), set[str]()
     reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
     unknown = set(reader.fieldnames or ()) - set(COLUMNS)
     if not reader.fieldnames or set(REQUIRED) - set(reader.fieldnames):
@@ -87,7 +105,7 @@ def check_rows(text: str, source: str, currency: str) -> tuple[list[NewPurchase]
             report.errors.append(RowError(line, f"at most {MAX_ROWS} rows per file"))
             break
         try:
-            spec = _parse_row(row, line, source, currency)
+            spec = _parse_row(row, source, currency, now)
         except LoyaltyError as exc:
             report.errors.append(RowError(line, str(exc)))
             continue
@@ -109,29 +127,45 @@ def imported_before(source: str, order_refs: list[str], chunk: int = 500) -> set
     return found
 
 
-def import_purchases(text: str, source: str, currency: str, dry_run: bool, actor: str) -> ImportReport:
-    """Check every row; unless dry_run and only if no row has an error, record them all at once."""
-    specs, report = check_rows(text, source, currency)
-    if not report.ok:
-        return report
-    if dry_run:
+def check_import(text: str, source: str, currency: str, now: datetime | None = None) -> CheckedImport:
+    """Check every row and count what recording would do (the dry run); reads only."""
+    specs, report = check_rows(text, source, currency, now)
+    if report.ok:
         before = imported_before(source, [spec.order_ref for spec in specs])
         report.skipped_existing = len(before)
         report.recorded = len(specs) - len(before)
-        return report
-    now = utcnow()
-    begin_write()
+    return CheckedImport(source, specs, report)
+
+
+def record_import(checked: CheckedImport, now: datetime | None = None) -> ImportReport:
+    """Record every checked row not recorded before, in the caller's unit of work: all or none.
+
+    A row that fails now (a concurrent import of the same order with another amount, say)
+    undoes the rows recorded so far (a savepoint) and is reported; nothing is recorded then.
+    """
+    if not checked.report.ok:
+        return checked.report
+    now = now or utcnow()
+    uow = current_uow()
+    report = ImportReport(rows=checked.report.rows)
     try:
-        before = imported_before(source, [spec.order_ref for spec in specs])  # under the write lock
-        for spec in specs:
-            if spec.order_ref in before:
-                report.skipped_existing += 1  # imported before: idempotent by order reference
-                continue
-            _record_new(spec, actor, now)
-            report.recorded += 1
-        db.session.commit()
+        with db.session.begin_nested():
+            before = imported_before(checked.source, [spec.order_ref for spec in checked.specs])
+            for spec in checked.specs:
+                if spec.order_ref in before or not record_checked(spec, now).created:
+                    report.skipped_existing += 1  # imported before: idempotent by order reference
+                else:
+                    report.recorded += 1
     except (IntegrityError, LoyaltyError) as exc:
-        db.session.rollback()
-        report.recorded = 0
+        report.recorded = report.skipped_existing = 0
         report.errors.append(RowError(0, f"nothing was imported: {exc}"))
+        return report
+    if report.recorded:
+        uow.audit(
+            "purchase.import",
+            "purchase",
+            None,
+            ["amount", "customer_id", "order_ref", "points"],
+            detail=f"rows={report.recorded}",
+        )
     return report

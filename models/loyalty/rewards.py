@@ -1,23 +1,26 @@
-"""The reward catalogue and redemptions: stock taken atomically, unique unguessable coupons."""
+"""The reward catalogue and redemptions: points and stock taken atomically, unique unguessable coupons."""
 
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models import BilingualName, UTCDateTime, begin_write, commit_keeping_state, db, one_of, utcnow
-from models.loyalty import (
+from models import BilingualName, Model, UTCDateTime, db, one_of, utcnow
+from models.loyalty.ledger import (
     LoyaltyAccount,
-    LoyaltyError,
     Posting,
+    change_balance,
     expiry_for,
     post_points,
-    tiers,
+    write_entry,
 )
+from models.loyalty.programme import DatedWindow, LoyaltyError, tiers
+from models.uow import current_uow
 
 COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read out loud safely
 REDEMPTION_STATUSES = ("issued", "used", "cancelled")
@@ -32,13 +35,14 @@ class NotEligible(LoyaltyError):
     code, status = "not_eligible", 422
 
 
-class Reward(BilingualName, db.Model):
+class Reward(DatedWindow, BilingualName, Model):
     """Something customers can redeem points for; optionally limited in stock, time or tier."""
 
     __tablename__ = "reward"
     __table_args__ = (
         sa.CheckConstraint("points_cost > 0", name="points_cost"),
         sa.CheckConstraint("stock IS NULL OR stock >= 0", name="stock_not_negative"),
+        sa.CheckConstraint("starts_at IS NULL OR ends_at IS NULL OR ends_at > starts_at", name="window"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -53,7 +57,7 @@ class Reward(BilingualName, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
 
 
-class Redemption(db.Model):
+class Redemption(Model):
     """Points exchanged for a reward, with the coupon code the customer shows."""
 
     __tablename__ = "redemption"
@@ -74,6 +78,15 @@ class Redemption(db.Model):
 
     def __str__(self) -> str:
         return self.coupon_code
+
+
+@dataclass
+class RedemptionResult:
+    """A new redemption (a detached copy) and the member's balance and tier after it."""
+
+    redemption: Redemption
+    balance: int
+    tier: str
 
 
 def new_coupon_code() -> str:
@@ -114,77 +127,80 @@ def _check_eligible(reward: Reward, customer_id: int, now: datetime) -> None:
             raise NotEligible(str(_l("This reward is for higher tiers only.")))
 
 
-def redeem(
-    customer_id: int, reward_id: int, actor: str = "system", now: datetime | None = None
-) -> Redemption:
-    """Exchange points for a reward: stock and points taken atomically, one transaction, committed.
+def _take_stock(reward_id: int) -> bool:
+    """Take one from a limited reward's stock, atomically; False if none is left."""
+    table = Reward.__table__
+    taken = db.session.execute(
+        sa.update(table)
+        .where(table.c.id == reward_id, table.c.stock > 0)
+        .values(stock=table.c.stock - 1)
+        .returning(table.c.id)
+    ).first()
+    return taken is not None
 
-    Raises NotEligible, OutOfStock or InsufficientPoints and changes nothing.
+
+def redeem(customer_id: int, reward_id: int, now: datetime | None = None) -> RedemptionResult:
+    """Exchange points for a reward, in the caller's unit of work: points and stock taken atomically.
+
+    Raises NotEligible, InsufficientPoints or OutOfStock having changed nothing, so a caller
+    may go on with its unit of work.
     """
     now = now or utcnow()
-    begin_write()
-    try:
-        reward = db.session.get(Reward, reward_id)
-        if reward is None:
-            raise NotEligible(str(_l("No such reward.")))
-        _check_eligible(reward, customer_id, now)  # no account yet: the points posting refuses
-        if reward.stock is not None:  # unlimited rewards need no row lock
-            table = Reward.__table__
-            taken = db.session.execute(
-                sa.update(table)
-                .where(table.c.id == reward_id, table.c.stock > 0)
-                .values(stock=table.c.stock - 1)
-                .returning(table.c.id)
-            ).first()
-            if taken is None:
-                raise OutOfStock(str(_l("This reward is out of stock.")))
-        values = {
-            "customer_id": customer_id,
-            "reward_id": reward_id,
-            "points": reward.points_cost,
-            "coupon_code": new_coupon_code(),
-            "status": "issued",
-            "created_at": now,
-        }
-        new_id = db.session.execute(
-            sa.insert(Redemption.__table__).values(values).returning(Redemption.id)
-        ).scalar()
-        redemption = Redemption(id=new_id, **values)  # a detached copy for the caller to read
-        entry = post_points(
-            Posting(
-                customer_id,
-                "redeem",
-                -reward.points_cost,
-                reason=f"reward {reward_id}",
-                actor=actor,
-                reference=redemption.coupon_code,
-                redemption_id=redemption.id,
-            ),
-            now,
-        )
-        redemption.balance_after, redemption.tier_code = entry.balance_after, entry.tier_code
-        commit_keeping_state()
-    except Exception:
-        db.session.rollback()
-        raise
-    db.session.expire(reward, ["stock"])  # taken by a Core UPDATE
-    return redemption
+    uow = current_uow()
+    reward = db.session.get(Reward, reward_id)
+    if reward is None:
+        raise NotEligible(str(_l("No such reward.")))
+    _check_eligible(reward, customer_id, now)  # no account yet: the points are refused below
+    # Points first, then stock: a refusal of the points changes nothing, and this is the order
+    # in which cancel_redemption takes the same rows (no deadlock between the two).
+    balance, tier = change_balance(customer_id, -reward.points_cost, now)
+    if reward.stock is not None and not _take_stock(reward_id):  # unlimited rewards need no row lock
+        change_balance(customer_id, reward.points_cost, now)  # give back: no ledger entry was written
+        raise OutOfStock(str(_l("This reward is out of stock.")))
+    coupon_code = new_coupon_code()
+    values = {
+        "customer_id": customer_id,
+        "reward_id": reward_id,
+        "points": reward.points_cost,
+        "coupon_code": coupon_code,
+        "status": "issued",
+        "created_at": now,
+    }
+    new_id = db.session.execute(
+        sa.insert(Redemption.__table__).values(values).returning(Redemption.__table__.c.id)
+    ).scalar_one()
+    posting = Posting(
+        customer_id,
+        "redeem",
+        -reward.points_cost,
+        reason=f"reward {reward_id}",
+        reference=coupon_code,
+        redemption_id=new_id,
+    )
+    write_entry(posting, balance, now)
+    if reward.stock is not None:
+        db.session.expire(reward, ["stock"])  # taken by a Core UPDATE
+    uow.audit("redemption.create", "redemption", new_id, ["coupon_code", "points", "reward_id", "status"])
+    return RedemptionResult(Redemption(id=new_id, **values), balance, tier)
 
 
 def mark_used(redemption: Redemption, now: datetime | None = None) -> None:
-    """The coupon was used at the till (the caller commits)."""
+    """The coupon was used at the till, in the caller's unit of work."""
     if redemption.status != "issued":
         raise LoyaltyError(str(_l("Only an issued coupon can be used.")))
     redemption.status, redemption.used_at = "used", now or utcnow()
+    current_uow().audit("redemption.use", "redemption", redemption.id, ["status", "used_at"])
 
 
-def cancel_redemption(redemption_id: int, actor: str = "system", now: datetime | None = None) -> Redemption:
-    """Cancel an issued coupon: the points come back and the stock too. Committed."""
+def cancel_redemption(redemption_id: int, now: datetime | None = None) -> Redemption:
+    """Cancel an issued coupon: the points come back and the stock too, in the caller's unit of work.
+
+    Raises LoyaltyError, having changed nothing, unless the coupon is issued.
+    """
     now = now or utcnow()
-    begin_write()
+    uow = current_uow()
     redemption = db.session.get(Redemption, redemption_id)
     if redemption is None or redemption.status != "issued":
-        db.session.rollback()
         raise LoyaltyError(str(_l("Only an issued coupon can be cancelled.")))
     redemption.status, redemption.cancelled_at = "cancelled", now
     post_points(
@@ -193,7 +209,6 @@ def cancel_redemption(redemption_id: int, actor: str = "system", now: datetime |
             "reverse",
             redemption.points,
             reason="coupon cancelled",
-            actor=actor,
             reference=redemption.coupon_code,
             redemption_id=redemption.id,
             expires_at=expiry_for(now),
@@ -206,5 +221,5 @@ def cancel_redemption(redemption_id: int, actor: str = "system", now: datetime |
         .where(table.c.id == redemption.reward_id, table.c.stock.is_not(None))
         .values(stock=table.c.stock + 1)
     )
-    db.session.commit()
+    uow.audit("redemption.cancel", "redemption", redemption.id, ["status", "cancelled_at"])
     return redemption
