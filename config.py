@@ -30,6 +30,9 @@ DEFAULTS = {
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
     "WTF_CSRF_TIME_LIMIT": None,
     "ADMIN_PAGE_SIZE": 20,
+    # Minutes between runs by job name, over the jobs' own defaults
+    # (e.g. PATRON_JOB_INTERVALS='{"escalate-sla": 10}').
+    "JOB_INTERVALS": {},
 }
 
 PRODUCTION = {"SESSION_COOKIE_SECURE": True, "PREFERRED_URL_SCHEME": "https"}
