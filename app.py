@@ -12,6 +12,7 @@ import config
 from extensions import babel, limiter, login_manager, migrate, select_locale, select_timezone
 from models import configure_engine, db
 from models.crypto import EXTENSION_KEY, KeyRing
+from models.uow import WriteBusy
 from security import register_security_headers
 
 
@@ -122,7 +123,11 @@ def register_errorhandlers(app: Flask) -> None:
         404: lambda: _("This page does not exist."),
         410: lambda: _("This link is no longer valid."),
         429: lambda: _("Too many attempts. Please wait a little and try again."),
-        500: lambda: _("Something went wrong on our side. Nothing was lost; please try again."),
+        500: lambda: _(
+            "Something went wrong on our side. If you were saving something, it may not have been "
+            "saved; please check and try again."
+        ),
+        503: lambda: _("The database was busy; your change was not saved. Please try again."),
     }
 
     def handler(exc):
@@ -142,6 +147,19 @@ def register_errorhandlers(app: Flask) -> None:
 
     for code in [*messages, 405, 413, 415, 500]:
         app.register_error_handler(code, handler)
+
+    def busy(exc: WriteBusy):
+        # The fallback for a door that does not answer a busy database itself: nothing of the
+        # change was stored (the unit of work rolled it back), so "try again" is the truth.
+        message = messages[503]()
+        if request.path.startswith("/api/"):
+            response = jsonify({"error": {"code": "database_busy", "message": message}})
+        else:
+            response = make_response(render_template("error.html", code=503, message=message))
+        response.headers["Retry-After"] = "1"
+        return response, 503
+
+    app.register_error_handler(WriteBusy, busy)
 
 
 def register_cli(app: Flask) -> None:

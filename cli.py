@@ -4,17 +4,35 @@ from __future__ import annotations
 
 import secrets
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
+from jobs.command import run_jobs_command
 from models import db
 from models.api_key import SCOPES, create_api_key
 from models.crypto import keyring
 from models.keys import KeyChangeRefused, add_key_version, retire_key_version
+from models.uow import Actor, UnitOfWork, WriteBusy, unit_of_work
 from models.user import PasswordPolicyError, Role, StaffUser, create_staff_user
+
+# The actors of commands in audit events: a person at the command line, and the demo data.
+CLI = Actor.system("cli")
+DEMO = Actor.system("demo")
+
+
+@contextmanager
+def command_unit_of_work(actor: Actor = CLI) -> Iterator[UnitOfWork]:
+    """A command's unit of work; a database still busy after the timeout is a clear error."""
+    try:
+        with unit_of_work(actor) as uow:
+            yield uow
+    except WriteBusy:
+        raise click.ClickException("The database was busy; nothing was saved. Please try again.") from None
 
 
 def _read_password() -> str:
@@ -36,10 +54,10 @@ def create_user_command(email: str, role: str, name: str) -> None:
     """Create a staff account; the password is prompted for (or read from stdin)."""
     password = _read_password()
     try:
-        create_staff_user(email, password, role, display_name=name)
+        with command_unit_of_work():
+            create_staff_user(email, password, role, display_name=name)
     except (PasswordPolicyError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    db.session.commit()
     click.echo(f"Created {role} {email.strip().lower()}")
 
 
@@ -62,13 +80,13 @@ def bootstrap_command(customers: int, tickets: int, buyers: int, responses: int)
         click.echo("Patron is set up already; sign in with your account.")
         return
     password = generated_password()
-    create_staff_user("admin@patron.local", password, Role.ADMIN, display_name="Admin")
-    db.session.commit()
+    with command_unit_of_work():
+        create_staff_user("admin@patron.local", password, Role.ADMIN, display_name="Admin")
     # Shown before the demo data: if seeding stops half-way, the admin can still sign in.
     click.echo(f"Admin account: admin@patron.local / {password} (shown again below)")
     staff = _seed_with_progress(customers, tickets, buyers, responses)
-    _key, api_key = create_api_key("Demo POS", "demo-pos", list(SCOPES))
-    db.session.commit()
+    with command_unit_of_work(DEMO):
+        _key, api_key = create_api_key("Demo POS", "demo-pos", list(SCOPES))
     click.echo("")
     click.echo("=" * 64)
     click.echo("  Patron is ready at http://127.0.0.1:5000")
@@ -87,7 +105,7 @@ def bootstrap_command(customers: int, tickets: int, buyers: int, responses: int)
 def _seed_with_progress(
     customers: int, tickets: int = 0, buyers: int = 0, responses: int = 0, seed: int | None = None
 ) -> list[tuple[str, str, str]]:
-    from models.demo import seed_demo
+    from demo import seed_demo
 
     steps = customers + tickets + buyers + responses  # customers, then tickets, buyers, responses
     with click.progressbar(length=steps, label="Demo data") as bar:
@@ -102,7 +120,7 @@ def _seed_with_progress(
 
 
 def _survey_summary() -> str:
-    from models.demo import demo_survey_totals
+    from demo import demo_survey_totals
 
     surveys, responses, rated = demo_survey_totals()
     return f"{surveys} surveys, {responses} responses, {rated} tickets rated by their customers"
@@ -147,7 +165,9 @@ def rotate_keys_command(add_key: bool, batch_size: int) -> None:
 
     if add_key:
         try:
-            click.echo(f"Added key version {add_key_version(current_app.instance_path)}.")
+            with command_unit_of_work():
+                version = add_key_version(current_app.instance_path)
+            click.echo(f"Added key version {version}.")
         except KeyChangeRefused as exc:
             raise click.ClickException(str(exc)) from None
     total = stale_value_count()
@@ -164,7 +184,8 @@ def rotate_keys_command(add_key: bool, batch_size: int) -> None:
 def retire_key_command(version: int) -> None:
     """Remove an old key version from instance/keys.json once no value uses it."""
     try:
-        retire_key_version(current_app.instance_path, version)
+        with command_unit_of_work():
+            retire_key_version(current_app.instance_path, version)
     except KeyChangeRefused as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"Key version {version} retired.")
@@ -186,12 +207,12 @@ def key_status_command() -> None:
 @with_appcontext
 def escalate_sla_command() -> None:
     """Flag tickets that breached their SLA and raise their priority by policy."""
-    from models.ticket import escalate_breaches
+    from models.tickets.ticket import escalate_breaches
 
-    escalated = escalate_breaches()
-    db.session.commit()
-    for ticket in escalated:
-        click.echo(f"{ticket.reference}: breached, priority now {ticket.priority}")
+    with command_unit_of_work():
+        escalated = escalate_breaches()
+    for reference, priority in escalated.items():
+        click.echo(f"{reference}: breached, priority now {priority}")
     click.echo(f"{len(escalated)} tickets escalated.")
 
 
@@ -209,10 +230,10 @@ def escalate_sla_command() -> None:
 def create_api_key_command(name: str, source: str, scopes: tuple[str, ...]) -> None:
     """Create an API key for an integration; the key is printed once."""
     try:
-        _key, text = create_api_key(name, source, list(scopes))
+        with command_unit_of_work():
+            _key, text = create_api_key(name, source, list(scopes))
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
-    db.session.commit()
     click.echo(text)
 
 
@@ -220,18 +241,21 @@ def create_api_key_command(name: str, source: str, scopes: tuple[str, ...]) -> N
 @with_appcontext
 def recompute_tiers_command() -> None:
     """Put every member in the tier their rolling 12-month spend earns."""
-    from models.loyalty import recompute_tiers
+    from models.loyalty.tiers import recompute_tiers
 
-    click.echo(f"{recompute_tiers()} members changed tier.")
+    with command_unit_of_work():
+        moved = recompute_tiers()
+    click.echo(f"{moved} members changed tier.")
 
 
 @click.command("expire-points")
 @with_appcontext
 def expire_points_command() -> None:
     """Expire points older than POINTS_EXPIRE_MONTHS, oldest first, as ledger entries."""
-    from models.loyalty import expire_points
+    from models.loyalty.ledger import expire_points
 
-    expired = expire_points()
+    with command_unit_of_work():
+        expired = expire_points()
     click.echo(f"{sum(expired.values())} points expired for {len(expired)} members.")
 
 
@@ -239,10 +263,10 @@ def expire_points_command() -> None:
 @with_appcontext
 def expire_invitations_command() -> None:
     """Mark survey invitations past their expiry, and never answered, as expired."""
-    from models.survey import expire_invitations
+    from models.surveys.invitations import expire_invitations
 
-    changed = expire_invitations()
-    db.session.commit()
+    with command_unit_of_work():
+        changed = expire_invitations()
     click.echo(f"{changed} invitations expired.")
 
 
@@ -253,11 +277,14 @@ def expire_invitations_command() -> None:
 @with_appcontext
 def import_purchases_command(csv_file, source: str, dry_run: bool) -> None:
     """Import purchases from CSV (order_ref, customer, amount[, currency, channel, purchased_at])."""
-    from models.purchase_import import import_purchases
+    from models.loyalty.imports import check_import, record_import
 
-    report = import_purchases(
-        csv_file.read(), source, current_app.config["LOYALTY_CURRENCY"], dry_run, actor="cli"
-    )
+    # Checking reads only: done before the write transaction, which then only records.
+    checked = check_import(csv_file.read(), source, current_app.config["LOYALTY_CURRENCY"])
+    report = checked.report
+    if report.ok and not dry_run:
+        with command_unit_of_work():
+            report = record_import(checked)
     for problem in report.errors:
         click.echo(f"line {problem.line}: {problem.message}", err=True)
     if not report.ok:
@@ -281,4 +308,5 @@ commands = [
     expire_points_command,
     expire_invitations_command,
     import_purchases_command,
+    run_jobs_command,
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import cache
 
-from babel.support import Translations
+from babel.support import NullTranslations, Translations
 from flask import Flask, abort
 from flask_babel import get_locale
 from flask_wtf import FlaskForm
@@ -12,7 +12,7 @@ from wtforms.i18n import messages_path
 
 
 @cache
-def _wtforms_messages(locale: str) -> Translations:
+def _wtforms_messages(locale: str) -> NullTranslations:
     """WTForms' own messages in one language, read from disk once per process."""
     return Translations.load(messages_path(), [locale], domain="wtforms")
 

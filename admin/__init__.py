@@ -8,11 +8,12 @@ from flask_admin.theme import Bootstrap4Theme
 from flask_babel import lazy_gettext as _l
 
 from admin.account import AccountView
+from admin.api_keys import ApiKeyView
 from admin.audit import AuditEventView
 from admin.customers import CustomerView
 from admin.dashboard import DashboardView
+from admin.jobs import JobsView
 from admin.loyalty import (
-    ApiKeyView,
     EarningRuleView,
     LedgerView,
     PromotionView,
@@ -30,11 +31,14 @@ from models import db
 from models.api_key import ApiKey
 from models.audit import AuditEvent
 from models.customer import Customer
-from models.loyalty import EarningRule, PointsEntry, Promotion, Purchase, Tier
-from models.rewards import Redemption, Reward
-from models.sla_policy import BusinessCalendar, Holiday, SlaPolicy
-from models.survey import Invitation, Survey
-from models.ticket import Ticket, TicketCategory
+from models.loyalty.ledger import PointsEntry
+from models.loyalty.programme import EarningRule, Promotion, Tier
+from models.loyalty.purchases import Purchase
+from models.loyalty.rewards import Redemption, Reward
+from models.surveys.builder import Survey
+from models.surveys.invitations import Invitation
+from models.tickets.policy import BusinessCalendar, Holiday, SlaPolicy
+from models.tickets.ticket import Ticket, TicketCategory
 from models.user import StaffUser
 
 
@@ -103,5 +107,6 @@ def init_admin(app: Flask) -> Admin:
         admin.add_view(view(model, db, name=name, endpoint=endpoint, category=settings))
     admin.add_view(StaffUserView(StaffUser, db, name=_l("Staff"), endpoint="staff", category=settings))
     admin.add_view(AuditEventView(AuditEvent, db, name=_l("Audit log"), endpoint="audit", category=settings))
+    admin.add_view(JobsView(name=_l("Jobs"), endpoint="jobs", url="/admin/jobs", category=settings))
     admin.add_view(AccountView(name=_l("My account"), endpoint="account", url="/admin/account"))
     return admin

@@ -10,10 +10,16 @@ from flask_login import current_user, login_user
 from wtforms import PasswordField, SelectField, SubmitField, ValidationError
 from wtforms.validators import EqualTo, InputRequired
 
-from admin.base import StaffView
-from models import db
-from models.audit import record_event
-from models.user import LANGUAGES, PasswordPolicyError, check_password_policy, timezone_names
+from admin.base import StaffView, flash_busy
+from models.uow import WriteBusy
+from models.user import (
+    LANGUAGES,
+    PasswordPolicyError,
+    change_password,
+    check_password_policy,
+    set_preferences,
+    timezone_names,
+)
 from security import CheckedForm
 
 
@@ -62,20 +68,19 @@ class AccountView(StaffView):
         language_form = PreferencesForm(
             prefix="lang", language=current_user.language or "", timezone=current_user.timezone or ""
         )
-        if password_form.submit_password.data and password_form.validate_on_submit():
-            user = current_user._get_current_object()
-            user.set_password(password_form.new.data)
-            record_event("password.change", "staff", user.id, ["password_hash"])
-            db.session.commit()
-            login_user(user)  # this browser continues under the new session version
-            flash(_("Your password was changed. Other sessions were signed out."), "success")
-            return redirect(url_for(".index"))
-        if language_form.submit_language.data and language_form.validate_on_submit():
-            user = current_user._get_current_object()
-            user.language = language_form.language.data or None
-            user.timezone = language_form.timezone.data or None
-            record_event("staff.edit", "staff", user.id, ["language", "timezone"])
-            db.session.commit()
-            flash(_("Preferences saved."), "success")
-            return redirect(url_for(".index"))
+        user = current_user._get_current_object()
+        try:
+            if password_form.submit_password.data and password_form.validate_on_submit():
+                with self.unit_of_work():
+                    change_password(user, password_form.new.data)
+                login_user(user)  # this browser continues under the new session version
+                flash(_("Your password was changed. Other sessions were signed out."), "success")
+                return redirect(url_for(".index"))
+            if language_form.submit_language.data and language_form.validate_on_submit():
+                with self.unit_of_work():
+                    set_preferences(user, language_form.language.data, language_form.timezone.data)
+                flash(_("Preferences saved."), "success")
+                return redirect(url_for(".index"))
+        except WriteBusy:
+            flash_busy()  # the forms are shown again with what was chosen
         return self.render("admin/account.html", password_form=password_form, language_form=language_form)

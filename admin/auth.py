@@ -24,9 +24,8 @@ from wtforms import EmailField, PasswordField, SubmitField
 from wtforms.validators import InputRequired, Length
 
 from extensions import limiter
-from models import db, utcnow
-from models.audit import record_event
-from models.user import authenticate
+from models.uow import Actor, WriteBusy, unit_of_work
+from models.user import authenticate, record_failed_sign_in, sign_in, sign_out
 from security import CheckedForm
 
 bp = Blueprint("staff_auth", __name__)
@@ -74,17 +73,26 @@ def login():
         user = authenticate(form.email.data, form.password.data)
         if user is None:
             g.login_failed = True
-            record_event("login.failed", "staff", None, detail=form.email.data.strip().lower()[:200])
-            db.session.commit()
+            try:
+                with unit_of_work(Actor.anonymous(request.remote_addr)):
+                    record_failed_sign_in(form.email.data)
+            except WriteBusy:
+                # The refusal stands (and counts against the limit) even if its audit row could
+                # not be written in time.
+                current_app.logger.warning("failed sign-in not audited: the database was busy")
             flash(_("Wrong email or password."), "error")
             return render_template("auth/login.html", form=form), 200
-        # A fresh session on sign-in: nothing from before the login survives (fixation).
+        try:
+            with unit_of_work(Actor.staff(user, request.remote_addr)):
+                sign_in(user, form.password.data)
+        except WriteBusy:
+            flash(_("The database was busy; you are not signed in yet. Please try again."), "error")
+            return render_template("auth/login.html", form=form), 503
+        # A fresh session on sign-in: nothing from before the login survives (fixation). Only
+        # once the sign-in is stored: a sign-in that failed to save leaves the visitor out.
         session.clear()
-        user.last_login_at = utcnow()
         login_user(user)
         session.permanent = True
-        record_event("login", "staff", user.id, actor=user)
-        db.session.commit()
         return redirect(safe_next(request.args.get("next")))
     return render_template("auth/login.html", form=form)
 
@@ -97,9 +105,10 @@ def logout():
         abort(400)
     if current_user.is_authenticated:
         user = current_user._get_current_object()
-        user.end_sessions()
-        record_event("logout", "staff", user.id, actor=user)
-        db.session.commit()
+        # A busy database answers 503 (the app's WriteBusy handler) and leaves the session
+        # as it was: ending this cookie alone would leave the account's other sessions open.
+        with unit_of_work(Actor.staff(user, request.remote_addr)):
+            sign_out(user)
     logout_user()
     session.clear()
     flash(_("You are signed out."), "info")

@@ -3,26 +3,50 @@
 from __future__ import annotations
 
 import csv
+import logging
 import typing as t
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import Response, abort, has_app_context, redirect, request, stream_with_context, url_for
+from flask import Response, abort, flash, has_app_context, redirect, request, stream_with_context, url_for
 from flask_admin import AdminIndexView, BaseView
+from flask_admin.actions import action
+from flask_admin.babel import gettext as admin_gettext
+from flask_admin.babel import lazy_gettext as admin_lazy_gettext
+from flask_admin.babel import ngettext as admin_ngettext
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla import tools as sqla_tools
 from flask_admin.contrib.sqla.filters import FilterConverter
 from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.form import DateTimeField, SecureForm
 from flask_admin.model import filters, typefmt
 from flask_admin.model.form import converts
 from flask_babel import format_datetime, get_timezone, to_user_timezone
+from flask_babel import gettext as _
 from flask_login import current_user
 from werkzeug.utils import secure_filename
 
-from models import db
-from models.audit import record_event
 from models.export import csv_safe
+from models.uow import Actor, UnitOfWork, WriteBusy, current_uow, unit_of_work
+
+log = logging.getLogger(__name__)
+
+
+def staff_actor() -> Actor:
+    """The signed-in member of staff, as the actor of a unit of work."""
+    return Actor.staff(current_user, request.remote_addr)
+
+
+def staff_unit_of_work(*, keep_state: bool = False) -> AbstractContextManager[UnitOfWork]:
+    """A unit of work on behalf of the signed-in member of staff."""
+    return unit_of_work(staff_actor(), keep_state=keep_state)
+
+
+def flash_busy() -> None:
+    """Tell the member of staff that the database was busy and nothing was saved."""
+    flash(_("The database was busy; your change was not saved. Please try again."), "error")
 
 
 def can_view_pii() -> bool:
@@ -51,12 +75,16 @@ class StaffAccess:
     def _handle_view(self, name: str, **kwargs: t.Any):
         if not self.may(name):
             return self.inaccessible_callback(name, **kwargs)
-        return super()._handle_view(name, **kwargs)
+        return super()._handle_view(name, **kwargs)  # type: ignore[misc]  # a mixin of Flask-Admin's views
 
     def inaccessible_callback(self, name: str, **kwargs: t.Any):
         if not current_user.is_authenticated:
             return redirect(url_for("staff_auth.login", next=request.full_path.rstrip("?")))
         abort(403)
+
+    def unit_of_work(self, *, keep_state: bool = False) -> AbstractContextManager[UnitOfWork]:
+        """`with self.unit_of_work() as uow:` for a view's own writes (actions, forms)."""
+        return staff_unit_of_work(keep_state=keep_state)
 
 
 class StaffIndexView(StaffAccess, AdminIndexView):
@@ -89,6 +117,8 @@ def from_local(moment: datetime) -> datetime:
 
 class LocalDateTimeField(DateTimeField):
     """A timestamp shown and typed in the staff member's time zone, stored in UTC."""
+
+    data: datetime | None
 
     def _value(self) -> str:
         if self.raw_data:
@@ -159,6 +189,13 @@ def stream_csv(filename: str, header: list, rows: t.Iterable[list], session) -> 
     )
 
 
+def _really_changed(history: t.Any) -> bool:
+    if not history.has_changes():
+        return False
+    before, after = list(history.deleted), list(history.added)
+    return not (len(before) <= 1 and len(after) <= 1 and not any(before) and not any(after))
+
+
 class StaffModelView(StaffAccess, ModelView):
     """Model screens: SecureForm CSRF on every form, audit of every change, safe export."""
 
@@ -207,23 +244,122 @@ class StaffModelView(StaffAccess, ModelView):
         return self.audit_type or self.model.__tablename__
 
     def changed_fields(self, model: t.Any) -> list[str]:
-        """Names of the mapped attributes that this request changed on the model."""
+        """Names of the mapped attributes that this request changed on the model.
+
+        An empty form field over an empty column (NULL before, "" now) is no change.
+        """
         state = sa.inspect(model)
-        return [attr.key for attr in state.attrs if attr.history.has_changes()]
+        return [attr.key for attr in state.attrs if _really_changed(attr.history)]
+
+    # Flask-Admin's create/update/delete, each in one unit of work (its audit event in the same
+    # transaction). Written after Flask-Admin 2.2.1's flask_admin/contrib/sqla/view.py, whose
+    # versions commit and roll back the session by themselves.
+    def create_model(self, form) -> bool | t.Any:
+        try:
+            # No autoflush until on_model_change has read what changed (a flush forgets it).
+            with self.unit_of_work() as uow, uow.session.no_autoflush:
+                model = self.build_new_instance()
+                form.populate_obj(model)
+                uow.add(model)
+                self._on_model_change(form, model, True)
+        except Exception as exc:
+            if not self.handle_view_exception(exc):
+                # Flask-Admin's own message, translated by its own catalogue.
+                flash(admin_gettext("Failed to create record. %(error)s", error=str(exc)), "error")
+                log.exception("Failed to create record.")
+            return False
+        self.after_model_change(form, model, True)
+        return model
+
+    def update_model(self, form, model) -> bool:
+        try:
+            with self.unit_of_work() as uow, uow.session.no_autoflush:
+                # The unit of work ended the read transaction the model was loaded in: read it
+                # again inside the write transaction, so that the audited field list names
+                # exactly what this save changes (and no autoflush until it has been read).
+                uow.session.refresh(model)
+                form.populate_obj(model)
+                self._on_model_change(form, model, False)
+        except Exception as exc:
+            if not self.handle_view_exception(exc):
+                # Flask-Admin's own message, translated by its own catalogue.
+                flash(admin_gettext("Failed to update record. %(error)s", error=str(exc)), "error")
+                log.exception("Failed to update record.")
+            return False
+        self.after_model_change(form, model, False)
+        return True
+
+    def delete_model(self, model) -> bool:
+        try:
+            with self.unit_of_work() as uow:
+                uow.session.refresh(model)
+                self.on_model_delete(model)
+                uow.session.flush()
+                uow.session.delete(model)
+        except Exception as exc:
+            if not self.handle_view_exception(exc):
+                # Flask-Admin's own message, translated by its own catalogue.
+                flash(admin_gettext("Failed to delete record. %(error)s", error=str(exc)), "error")
+                log.exception("Failed to delete record.")
+            return False
+        self.after_model_delete(model)
+        return True
+
+    # Flask-Admin 2.2.1's bulk delete passes the ticked ids on as strings, which PostgreSQL
+    # refuses against an integer key (integer = character varying), and commits each row on
+    # its own. Here the ids are read as the key's type and the rows go in one unit of work.
+    @action(
+        "delete",
+        admin_lazy_gettext("Delete"),
+        admin_lazy_gettext("Are you sure you want to delete selected records?"),
+    )
+    def action_delete(self, ids: t.Sequence[str]) -> None:
+        key_type = sa.inspect(self.model).primary_key[0].type.python_type
+        try:
+            keys = tuple(key_type(i) for i in ids)
+        except ValueError:
+            abort(400)
+        try:
+            with self.unit_of_work() as uow:
+                rows = sqla_tools.get_query_for_ids(self.get_query(), self.model, keys).all()
+                for row in rows:
+                    self.on_model_delete(row)
+                    uow.session.flush()
+                    uow.session.delete(row)
+        except Exception as exc:
+            if not self.handle_view_exception(exc):
+                raise
+            flash(admin_gettext("Failed to delete records. %(error)s", error=str(exc)), "error")
+            return
+        flash(
+            admin_ngettext(
+                "Record was successfully deleted.",
+                "%(count)s records were successfully deleted.",
+                len(rows),
+                count=len(rows),
+            ),
+            "success",
+        )
+
+    def handle_view_exception(self, exc: Exception) -> bool:
+        if isinstance(exc, WriteBusy):
+            flash_busy()
+            return True
+        return super().handle_view_exception(exc)
 
     def on_model_change(self, form, model, is_created: bool) -> None:
-        """Audit create/edit in the same transaction as the change."""
+        """Audit create/edit in the same unit of work as the change."""
+        uow = current_uow()
         action = "create" if is_created else "edit"
-        fields = self.changed_fields(model)
-        if is_created:
-            db.session.flush()
-        record_event(f"{self.audit_name()}.{action}", self.audit_name(), model.id, fields)
+        fields = self.changed_fields(model)  # before the flush, which forgets what changed
+        uow.session.flush()  # the change first (a new row's id), then its audit event
+        uow.audit(f"{self.audit_name()}.{action}", self.audit_name(), model.id, fields)
 
     def on_model_delete(self, model) -> None:
-        record_event(f"{self.audit_name()}.delete", self.audit_name(), model.id)
+        current_uow().audit(f"{self.audit_name()}.delete", self.audit_name(), model.id)
 
     # Export: streamed from the database in batches, cells made safe for spreadsheets.
-    def export_query(self) -> sa.Select | t.Any:
+    def export_query(self) -> t.Any:
         """The query of the current list (search, filters, sort) without paging."""
         view_args = self._get_list_extra_args()
         sort = self._get_column_by_idx(view_args.sort)
@@ -239,14 +375,14 @@ class StaffModelView(StaffAccess, ModelView):
         return query
 
     def audit_export(self, count: int) -> None:
-        record_event(
-            f"{self.audit_name()}.export",
-            self.audit_name(),
-            None,
-            [name for name, _label in self._export_columns],
-            detail=f"rows={count}",
-        )
-        db.session.commit()
+        with self.unit_of_work() as uow:
+            uow.audit(
+                f"{self.audit_name()}.export",
+                self.audit_name(),
+                None,
+                [name for name, _label in self._export_columns],
+                detail=f"rows={count}",
+            )
 
     def _export_csv(self, return_url: t.Any) -> Response:
         query = self.export_query()

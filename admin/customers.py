@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import flash, redirect, url_for
+from flask import flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_babel import gettext as _
@@ -12,31 +12,31 @@ from flask_login import current_user
 from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
-from admin.base import StaffModelView, can_view_pii
+from admin.base import StaffModelView, can_view_pii, flash_busy
 from admin.fields import TAGS_HELP, choices, valid_email, valid_phone
 from models import db
-from models.audit import record_event
 from models.customer import (
     CUSTOMER_LANGUAGES,
     GENDER_LABELS,
     PII_FIELDS,
     SOURCE_LABELS,
     Customer,
+    CustomerMustBeKept,
+    check_customer_deletable,
     contact_filter,
 )
-from models.loyalty import (
+from models.loyalty.ledger import (
     ENTRY_LABELS,
     REASON_LABELS,
-    LoyaltyError,
-    TierChange,
     account_state,
     adjust_points,
     expiring_points,
-    has_loyalty_history,
     recent_ledger,
-    tiers,
 )
-from models.survey import INVITATION_LABELS, customer_invitations
+from models.loyalty.programme import LoyaltyError, tiers
+from models.loyalty.tiers import TierChange
+from models.surveys.invitations import INVITATION_LABELS, customer_invitations
+from models.uow import WriteBusy
 from security import CheckedForm
 
 
@@ -57,7 +57,7 @@ def gender_label(view, context, model: Customer, name: str):
 
 
 def source_label(view, context, model: Customer, name: str):
-    return SOURCE_LABELS.get(model.source_channel, model.source_channel or "")
+    return SOURCE_LABELS.get(model.source_channel or "", model.source_channel or "")
 
 
 def language_label(view, context, model: Customer, name: str):
@@ -187,10 +187,10 @@ class CustomerView(StaffModelView):
         return query, count_query, joins, count_joins
 
     def on_model_delete(self, model: Customer) -> None:
-        if has_loyalty_history(model.id):
-            raise ValidationError(
-                _("Purchases and points history must be kept; this customer cannot be deleted.")
-            )
+        try:
+            check_customer_deletable(model.id)
+        except CustomerMustBeKept as exc:
+            raise ValidationError(str(exc)) from None
         super().on_model_delete(model)
 
     @action("invite", _l("Invite to a survey…"))
@@ -201,20 +201,33 @@ class CustomerView(StaffModelView):
     def adjust_points(self, customer_id: int):
         """A manual points adjustment by a manager: reason required, audited."""
         form = AdjustPointsForm()
-        if form.validate_on_submit():
-            try:
-                adjust_points(customer_id, form.points.data, form.reason.data, current_user.email)
-                record_event(
-                    "points.adjust", "customer", customer_id, ["points"], detail=form.reason.data[:200]
-                )
-                db.session.commit()
-                flash(_("Points adjusted."), "success")
-            except LoyaltyError as exc:
-                db.session.rollback()
-                flash(str(exc), "error")
-        else:
+        if not form.validate_on_submit():
             flash(_("Give a whole number of points other than 0 and a reason."), "error")
-        return redirect(url_for(".details_view", id=customer_id))
+            return redirect(url_for(".details_view", id=customer_id))
+        try:
+            with self.unit_of_work():
+                adjust_points(customer_id, form.points.data, form.reason.data)
+        except LoyaltyError as exc:
+            flash(str(exc), "error")
+        except WriteBusy:
+            flash_busy()
+        else:
+            flash(_("Points adjusted."), "success")
+            return redirect(url_for(".details_view", id=customer_id))
+        return self._details_page(customer_id)  # shown again with the points and reason typed
+
+    def _details_page(self, customer_id: int):
+        """The customer page, as Flask-Admin's details view renders it."""
+        customer = self.get_one(str(customer_id))
+        if customer is None:
+            return redirect(url_for(".index_view"))
+        return self.render(
+            self.details_template,
+            model=customer,
+            details_columns=self._details_columns,
+            get_value=self.get_detail_value,
+            return_url=url_for(".index_view"),
+        )
 
     def loyalty_panel(self, customer: Customer) -> dict:
         balance, tier_code = account_state(customer.id)
@@ -249,15 +262,23 @@ class CustomerView(StaffModelView):
         return html
 
     def _audit_disclosure(self, template: str, kwargs: dict) -> None:
+        model = kwargs.get("model")
         if template == self.list_template and kwargs.get("data"):
             ids = ",".join(str(m.id) for m in kwargs["data"])
             shown = [c for c, _label in self._list_columns if c in PII_FIELDS]
-            record_event("customer.list", "customer", None, shown, detail=f"ids={ids}")
-        elif template in (self.details_template, self.details_modal_template) and kwargs.get("model"):
+            object_id, detail = None, f"ids={ids}"
+            action = "customer.list"
+        elif template in (self.details_template, self.details_modal_template) and model is not None:
             shown = [c for c, _label in self._details_columns if c in PII_FIELDS]
-            record_event("customer.view", "customer", kwargs["model"].id, shown)
-        elif template in (self.edit_template, self.edit_modal_template) and kwargs.get("model"):
-            record_event("customer.view", "customer", kwargs["model"].id, PII_FIELDS, detail="edit form")
+            action, object_id, detail = "customer.view", model.id, ""
+        elif template in (self.edit_template, self.edit_modal_template) and model is not None:
+            if request.method != "GET":
+                # A form shown again after a refused or failed save holds what this person just
+                # typed, and its GET was audited; auditing again would fail while the database
+                # is busy, and lose what they typed.
+                return
+            shown, action, object_id, detail = list(PII_FIELDS), "customer.view", model.id, "edit form"
         else:
             return
-        db.session.commit()
+        with self.unit_of_work() as uow:
+            uow.audit(action, "customer", object_id, shown, detail=detail)

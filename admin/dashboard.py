@@ -17,7 +17,7 @@ class DashboardView(StaffIndexView):
     @expose("/")
     def index(self):
         now = utcnow()
-        overview = customer_overview(db.session, now)
+        overview = customer_overview(db.session(), now)
         return self.render(
             "admin/dashboard.html",
             overview=overview,

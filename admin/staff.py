@@ -5,7 +5,6 @@ Accounts are deactivated, never deleted: the audit log points at them.
 
 from __future__ import annotations
 
-import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
 from wtforms import PasswordField, SelectField, ValidationError
 from wtforms.validators import Email, InputRequired, Optional
@@ -16,8 +15,8 @@ from models.user import (
     ROLE_LABELS,
     PasswordPolicyError,
     StaffUser,
-    check_admin_remains,
     check_password_policy,
+    prepare_staff_account,
 )
 
 
@@ -74,15 +73,8 @@ class StaffUserView(StaffModelView):
     }
 
     def on_model_change(self, form, model: StaffUser, is_created: bool) -> None:
-        model.email = model.email.strip().lower()
-        model.language = model.language or None
-        if form.new_password.data:
-            model.set_password(form.new_password.data)
-        elif is_created:
-            raise ValidationError(str(_l("A new account needs a password.")))
-        if not is_created:
-            state = sa.inspect(model)
-            if state.attrs.role.history.has_changes() or state.attrs.active.history.has_changes():
-                check_admin_remains(model)
-                model.end_sessions()
+        try:
+            prepare_staff_account(model, form.new_password.data, is_created)
+        except ValueError as exc:  # the password policy, or the last active admin
+            raise ValidationError(str(exc)) from None
         super().on_model_change(form, model, is_created)

@@ -38,12 +38,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from admin.customers import CustomerView
 from app import create_app
+from demo import seed_demo
 from models import UTCDateTime, db
 from models.audit import AuditEvent
 from models.crypto import UnreadableValue, new_key
 from models.customer import Customer
-from models.demo import seed_demo
+from models.uow import Actor, unit_of_work
 from models.user import Role, StaffUser, create_staff_user
+
+BENCH = Actor.system("bench")
 
 TARGETS = {"list": 1.5, "search": 1.0}
 BARE_URL = "/admin/bench-plain"
@@ -212,15 +215,17 @@ def copy_plaintext(batch_size: int = 2000) -> None:
             return
         PlainCustomer.__table__.drop(connection)
     PlainCustomer.__table__.create(connection)
+    db.session.commit()  # the DDL, before the copy's own units of work begin
     last_id, copied = 0, 0
     while True:
         query = sa.select(Customer).where(Customer.id > last_id).order_by(Customer.id).limit(batch_size)
         rows = db.session.scalars(query).all()
         if not rows:
             break
-        db.session.execute(sa.insert(PlainCustomer), [plain_values(c) for c in rows])
-        db.session.commit()
+        values = [plain_values(c) for c in rows]
         last_id, copied = rows[-1].id, copied + len(rows)
+        with unit_of_work(BENCH):
+            db.session.execute(sa.insert(PlainCustomer), values)
         db.session.expunge_all()
         if copied % 20_000 < batch_size:
             say(f"  copied {copied:,}/{total:,} in plaintext")
@@ -242,12 +247,12 @@ def settle_tables() -> None:
 def bench_agent_password() -> str:
     """A fresh password for the bench's agent account (created the first time)."""
     password = secrets.token_urlsafe(18)
-    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == BENCH_AGENT))
-    if user is None:
-        create_staff_user(BENCH_AGENT, password, Role.AGENT, display_name="Bench Agent")
-    else:
-        user.set_password(password)
-    db.session.commit()
+    with unit_of_work(BENCH):
+        user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == BENCH_AGENT))
+        if user is None:
+            create_staff_user(BENCH_AGENT, password, Role.AGENT, display_name="Bench Agent")
+        else:
+            user.set_password(password)
     return password
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing as t
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -11,6 +12,10 @@ from sqlalchemy.orm import DeclarativeBase
 
 class Base(DeclarativeBase):
     """Declarative base with a stable constraint naming scheme (Alembic batch mode needs names)."""
+
+    if t.TYPE_CHECKING:
+        # Every model maps one Table (DeclarativeBase types it as any FromClause).
+        __table__: t.ClassVar[sa.Table]
 
     metadata = sa.MetaData(
         naming_convention={
@@ -25,9 +30,20 @@ class Base(DeclarativeBase):
 
 db = SQLAlchemy(model_class=Base)
 
+# Models subclass `Model`: Flask-SQLAlchemy's `db.Model` at run time (Base plus its bind and
+# table-name handling), which the type checker cannot follow, so it is told that it is `Base`.
+if t.TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
+
 
 class BilingualName:
     """Mixin for rows named in English and Chinese (name_en, name_zh): str() follows the reader."""
+
+    if t.TYPE_CHECKING:
+        name_en: str
+        name_zh: str
 
     def __str__(self) -> str:
         from flask_babel import get_locale
@@ -75,6 +91,11 @@ def configure_engine(engine: sa.Engine) -> None:
     """
     if engine.dialect.name != "sqlite":
         return
+    from flask import current_app, has_app_context
+
+    # How long a writer queues for the write lock before giving up (WriteBusy): config key
+    # SQLITE_BUSY_TIMEOUT_MS, 10 seconds by default.
+    busy_ms = int(current_app.config.get("SQLITE_BUSY_TIMEOUT_MS", 10000)) if has_app_context() else 10000
 
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
@@ -82,7 +103,7 @@ def configure_engine(engine: sa.Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -101,24 +122,3 @@ def stamp_after_insert(connection: sa.Connection, target, column: str, value) ->
         .values({column: value, "updated_at": target.updated_at})
     )
     sa.orm.attributes.set_committed_value(target, column, value)
-
-
-def commit_keeping_state() -> None:
-    """Commit without expiring loaded objects, so the caller can answer from them at no cost."""
-    session = db.session()
-    session.expire_on_commit = False
-    try:
-        session.commit()
-    finally:
-        session.expire_on_commit = True
-
-
-def begin_write() -> None:
-    """Start a write transaction here: BEGIN IMMEDIATE on SQLite, a plain BEGIN elsewhere.
-
-    Whatever the session holds is committed first: a read transaction that later tries to
-    write fails at once on SQLite in WAL mode if another writer got in since it began.
-    """
-    if db.session().in_transaction():
-        db.session.commit()
-    db.session.connection(execution_options={"sqlite_immediate": True})

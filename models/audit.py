@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 
 import sqlalchemy as sa
-from flask import has_request_context, request
-from flask_login import current_user
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from models import UTCDateTime, db, utcnow
+from models import Model, UTCDateTime, utcnow
 
 
-class AuditEvent(db.Model):
+class AuditEvent(Model):
     """One audited action. Rows are never updated or deleted (database triggers refuse it)."""
 
     __tablename__ = "audit_event"
@@ -32,34 +29,6 @@ class AuditEvent(db.Model):
     def __str__(self) -> str:
         target = f"{self.object_type or ''} {self.object_id or ''}".strip()
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {target}"
-
-
-def record_event(
-    action: str,
-    object_type: str | None = None,
-    object_id: object = None,
-    fields: Iterable[str] = (),
-    detail: str = "",
-    actor: object = None,
-) -> AuditEvent:
-    """Add an audit event to the session, in the caller's transaction."""
-    who = actor if actor is not None else (current_user if has_request_context() else None)
-    actor_id = getattr(who, "id", None) if getattr(who, "is_authenticated", False) else None
-    label = str(getattr(who, "email", "") or who or "") if who is not None else "system"
-    if has_request_context() and not getattr(who, "is_authenticated", False) and actor is None:
-        label = "anonymous"
-    event = AuditEvent(
-        action=action,
-        object_type=object_type,
-        object_id=None if object_id is None else str(object_id)[:64],
-        fields=",".join(sorted(set(fields))),
-        detail=detail,
-        actor_id=actor_id,
-        actor=label[:254],
-        ip=request.remote_addr if has_request_context() else None,
-    )
-    db.session.add(event)
-    return event
 
 
 @sa.event.listens_for(Session, "before_flush")

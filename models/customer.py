@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import enum
+import typing as t
 from collections.abc import Callable
 from datetime import date, datetime
 
 import sqlalchemy as sa
 from flask import current_app
+from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from models import UTCDateTime, db, one_of, stamp_after_insert, utcnow
+from models import Model, UTCDateTime, db, one_of, stamp_after_insert, utcnow
 from models.contact import (
     InvalidContact,
     email_lookup_key,
@@ -44,13 +46,14 @@ class SourceChannel(enum.StrEnum):
     OTHER = "other"
 
 
-GENDER_LABELS = {
+# Keyed by the enum members, which are strings: looked up with the stored value.
+GENDER_LABELS: dict[str, LazyString] = {
     Gender.FEMALE: _l("Female"),
     Gender.MALE: _l("Male"),
     Gender.OTHER: _l("Other"),
     Gender.UNDISCLOSED: _l("Undisclosed"),
 }
-SOURCE_LABELS = {
+SOURCE_LABELS: dict[str, LazyString] = {
     SourceChannel.STORE: _l("In store"),
     SourceChannel.ONLINE: _l("Online shop"),
     SourceChannel.WECHAT: _l("WeChat"),
@@ -63,7 +66,7 @@ SOURCE_LABELS = {
 CUSTOMER_LANGUAGES = {"zh_Hans_CN": "简体中文", "en": "English"}
 
 # Personal fields, each with the mask shown to staff without PII rights.
-PII_MASKS: dict[str, Callable[[object], str]] = {
+PII_MASKS: dict[str, Callable[[t.Any], str]] = {
     "name": mask_name,
     "email": mask_email,
     "phone": mask_phone,
@@ -74,7 +77,7 @@ PII_MASKS: dict[str, Callable[[object], str]] = {
 PII_FIELDS = tuple(PII_MASKS)
 
 
-class Customer(db.Model):
+class Customer(Model):
     """A customer of the shop. Personal fields are encrypted; segmentation fields are plain."""
 
     __tablename__ = "customer"
@@ -177,7 +180,7 @@ def member_numbers(customer_ids) -> dict[int, str]:
     if not ids:
         return {}
     query = sa.select(Customer.id, Customer.member_no).where(Customer.id.in_(ids))
-    return dict(db.session.execute(query).all())
+    return {customer_id: member_no or "" for customer_id, member_no in db.session.execute(query)}
 
 
 def customer_language(customer_id: int | None) -> str | None:
@@ -191,3 +194,18 @@ def find_customer_id(term: str) -> int | None:
     """A customer's id from an exact email, phone or member number; None if none matches."""
     found = find_customer(term)
     return found[0] if found else None
+
+
+class CustomerMustBeKept(ValueError):
+    """The customer has financial records (purchases, points) that must be kept."""
+
+
+def check_customer_deletable(customer_id: int) -> None:
+    """Refuse to delete a customer whose purchases or points history must be kept."""
+    # Imported here: the loyalty package reads customers, and customers would import it back.
+    from models.loyalty.purchases import has_loyalty_history
+
+    if has_loyalty_history(customer_id):
+        raise CustomerMustBeKept(
+            str(_l("Purchases and points history must be kept; this customer cannot be deleted."))
+        )

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import typing as t
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from flask import current_app
 
 import config
 from models import db
-from models.crypto import EXTENSION_KEY, KeyRing, encrypted_columns, keyring, new_key
+from models.crypto import EXTENSION_KEY, EncryptedText, KeyRing, encrypted_columns, keyring, new_key
+from models.uow import Actor, current_uow, unit_of_work
+
+# Key rotation runs from the command line, batch after batch.
+CLI = Actor.system("cli")
 
 
 def _raw(column: sa.Column) -> sa.ColumnElement:
@@ -23,8 +28,11 @@ def count_by_key_version() -> dict[int, int]:
     for version in keyring().keys:
         total = 0
         for table, column in encrypted_columns(db.metadata):
-            total += db.session.scalar(
-                sa.select(sa.func.count()).select_from(table).where(_raw(column).like(f"v{version}:%"))
+            total += (
+                db.session.scalar(
+                    sa.select(sa.func.count()).select_from(table).where(_raw(column).like(f"v{version}:%"))
+                )
+                or 0
             )
         counts[version] = total
     return counts
@@ -35,53 +43,65 @@ def stale_value_count() -> int:
     prefix = f"v{keyring().current_version}:%"
     total = 0
     for table, column in encrypted_columns(db.metadata):
-        total += db.session.scalar(
-            sa.select(sa.func.count())
-            .select_from(table)
-            .where(column.isnot(None), sa.not_(_raw(column).like(prefix)))
+        total += (
+            db.session.scalar(
+                sa.select(sa.func.count())
+                .select_from(table)
+                .where(column.isnot(None), sa.not_(_raw(column).like(prefix)))
+            )
+            or 0
         )
     return total
 
 
-def _stale_batches(table: sa.Table, column: sa.Column, batch_size: int) -> Iterator[list]:
-    """Rows (pk, ciphertext) still sealed under an older key, keyset-paginated by primary key."""
+def _stale_batch(table: sa.Table, column: sa.Column, after: object, batch_size: int) -> list:
+    """The next rows (pk, ciphertext) still sealed under an older key, after primary key `after`."""
     (pk,) = table.primary_key.columns
     prefix = f"v{keyring().current_version}:%"
-    last = None
-    while True:
-        query = (
-            sa.select(pk, _raw(column))
-            .where(column.isnot(None), sa.not_(_raw(column).like(prefix)))
-            .order_by(pk)
-            .limit(batch_size)
-        )
-        if last is not None:
-            query = query.where(pk > last)
-        rows = db.session.execute(query).all()
-        if not rows:
-            return
-        last = rows[-1][0]
-        yield rows
+    query = (
+        sa.select(pk, _raw(column))
+        .where(column.isnot(None), sa.not_(_raw(column).like(prefix)))
+        .order_by(pk)
+        .limit(batch_size)
+        # Read in the write transaction and locked (PostgreSQL; SQLite's BEGIN IMMEDIATE
+        # already keeps other writers out), so that an edit made meanwhile is not overwritten.
+        .with_for_update()
+    )
+    if after is not None:
+        query = query.where(pk > after)
+    return list(db.session.execute(query).all())
 
 
-def rotate_keys(batch_size: int = 500, progress: Callable[[int], None] | None = None) -> int:
-    """Re-seal every value under the newest key; one transaction per batch. Returns the count."""
+def rotate_keys(
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+    actor: Actor = CLI,
+) -> int:
+    """Re-seal every value under the newest key; one unit of work per batch. Returns the count."""
     ring = keyring()
     done = 0
     for table, column in encrypted_columns(db.metadata):
         (pk,) = table.primary_key.columns
-        context = column.type.context
-        for rows in _stale_batches(table, column, batch_size):
-            updates = [
-                {"pk_": row[0], "sealed": ring.seal(ring.open(row[1], context), context)} for row in rows
-            ]
-            db.session.execute(
-                sa.update(table)
-                .where(pk == sa.bindparam("pk_"))
-                .values({column.name: sa.bindparam("sealed", type_=sa.Text)}),
-                updates,
-            )
-            db.session.commit()
+        context = t.cast(EncryptedText, column.type).context
+        last = None
+        while True:
+            with unit_of_work(actor) as uow:
+                rows = _stale_batch(table, column, last, batch_size)
+                if rows:
+                    updates = [
+                        {"pk_": row[0], "sealed": ring.seal(ring.open(row[1], context), context)}
+                        for row in rows
+                    ]
+                    db.session.execute(
+                        sa.update(table)
+                        .where(pk == sa.bindparam("pk_"))
+                        .values({column.name: sa.bindparam("sealed", type_=sa.Text)}),
+                        updates,
+                    )
+                    uow.audit("key.rotate", table.name, None, [column.name], detail=f"rows={len(rows)}")
+            if not rows:
+                break
+            last = rows[-1][0]
             done += len(rows)
             if progress:
                 progress(len(rows))
@@ -100,17 +120,20 @@ def _instance_material(instance_path: str) -> dict:
 
 
 def add_key_version(instance_path: str) -> int:
-    """Add a new newest key to instance/keys.json and load it; returns its version."""
+    """Add a new newest key to instance/keys.json and load it, audited; returns its version."""
+    uow = current_uow()
     material = _instance_material(instance_path)
     version = max(material["encryption_keys"]) + 1
     material["encryption_keys"][version] = new_key()
     config.save_key_material(instance_path, material)
     current_app.extensions[EXTENSION_KEY] = KeyRing.from_material(material)
+    uow.audit("key.add", "encryption_key", version)
     return version
 
 
 def retire_key_version(instance_path: str, version: int) -> None:
-    """Remove an old key from instance/keys.json, only once no stored value uses it."""
+    """Remove an old key from instance/keys.json, only once no stored value uses it; audited."""
+    uow = current_uow()
     if version == keyring().current_version:
         raise KeyChangeRefused("The newest key cannot be retired; rotate to a newer one first.")
     in_use = count_by_key_version().get(version)
@@ -121,3 +144,4 @@ def retire_key_version(instance_path: str, version: int) -> None:
     material = _instance_material(instance_path)
     del material["encryption_keys"][version]
     config.save_key_material(instance_path, material)
+    uow.audit("key.retire", "encryption_key", version)

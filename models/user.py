@@ -10,11 +10,13 @@ from zoneinfo import available_timezones
 import sqlalchemy as sa
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+from flask_babel import LazyString
 from flask_babel import lazy_gettext as _l
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models import UTCDateTime, db, one_of, utcnow
+from models import Model, UTCDateTime, db, one_of, utcnow
+from models.uow import current_uow
 
 # Argon2id, RFC 9106 "second recommended" profile: 64 MiB, 3 passes, 4 lanes. That is
 # above OWASP ASVS 5 / the OWASP cheat sheet minimum (19 MiB, t=2, p=1).
@@ -41,7 +43,7 @@ class Role(enum.StrEnum):
         return str(ROLE_LABELS[self])
 
 
-ROLE_LABELS = {
+ROLE_LABELS: dict[str, LazyString] = {
     Role.ADMIN: _l("Administrator"),
     Role.MANAGER: _l("Manager"),
     Role.AGENT: _l("Agent"),
@@ -71,6 +73,7 @@ RIGHTS: dict[str, frozenset[Role]] = {
     "survey.export": frozenset({Role.ADMIN, Role.MANAGER, Role.ANALYST}),
     "staff.manage": frozenset({Role.ADMIN}),
     "audit.view": frozenset({Role.ADMIN}),
+    "jobs.view": frozenset({Role.ADMIN}),
 }
 
 
@@ -104,7 +107,7 @@ def check_password_policy(password: str, email: str | None = None) -> None:
         raise PasswordPolicyError(str(_l("This password repeats too few characters.")))
 
 
-class StaffUser(UserMixin, db.Model):
+class StaffUser(UserMixin, Model):
     """A member of staff who signs in to the panel."""
 
     __tablename__ = "staff_user"
@@ -145,13 +148,11 @@ class StaffUser(UserMixin, db.Model):
         self.end_sessions()
 
     def check_password(self, password: str) -> bool:
-        """Verify a password, upgrading the hash when the parameters have been raised."""
+        """Verify a password (read only: sign_in() upgrades an outdated hash)."""
         try:
             PASSWORD_HASHER.verify(self.password_hash, password)
         except (VerificationError, InvalidHashError):
             return False
-        if PASSWORD_HASHER.check_needs_rehash(self.password_hash):
-            self.password_hash = PASSWORD_HASHER.hash(password)
         return True
 
     def end_sessions(self) -> None:
@@ -169,7 +170,7 @@ def _dummy_hash() -> str:
 
 
 def authenticate(email: str, password: str) -> StaffUser | None:
-    """The active staff member with these credentials, or None."""
+    """The active staff member with these credentials, or None (read only)."""
     user = db.session.scalar(
         sa.select(StaffUser).where(sa.func.lower(StaffUser.email) == email.strip().lower())
     )
@@ -208,11 +209,68 @@ def check_admin_remains(user: StaffUser) -> None:
 
 
 def create_staff_user(email: str, password: str, role: Role | str, display_name: str = "") -> StaffUser:
-    """Create a staff account (the caller commits)."""
+    """Create a staff account in the open unit of work, audited."""
+    uow = current_uow()
     email = email.strip().lower()
     if db.session.scalar(sa.select(StaffUser.id).where(StaffUser.email == email)):
         raise ValueError(f"a staff account for {email} exists already")
     user = StaffUser(email=email, role=str(Role(role)), display_name=display_name, session_version=1)
     user.set_password(password)
-    db.session.add(user)
+    uow.add(user)
+    uow.session.flush()
+    uow.audit("staff.create", "staff", user.id, ["email", "role", "display_name", "password_hash"])
     return user
+
+
+def prepare_staff_account(user: StaffUser, new_password: str | None, is_created: bool) -> None:
+    """The rules of a staff account saved by an admin, before its audit event.
+
+    The email is kept lower-case; a new account needs a password; a change of role or of
+    the active flag may not leave the panel without an active admin, and it ends every
+    session of the account, so that the new rights apply at once.
+    """
+    current_uow()
+    user.email = user.email.strip().lower()
+    user.language = user.language or None
+    if new_password:
+        user.set_password(new_password)
+    elif is_created:
+        raise PasswordPolicyError(str(_l("A new account needs a password.")))
+    if not is_created:
+        state: sa.orm.InstanceState[StaffUser] = sa.inspect(user)
+        if state.attrs.role.history.has_changes() or state.attrs.active.history.has_changes():
+            check_admin_remains(user)
+            user.end_sessions()
+
+
+def sign_in(user: StaffUser, password: str, now: datetime | None = None) -> None:
+    """Record a successful sign-in: the time, an upgraded hash if the parameters rose, the audit event."""
+    uow = current_uow()
+    user.last_login_at = now or utcnow()
+    if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
+        user.password_hash = PASSWORD_HASHER.hash(password)
+    uow.audit("login", "staff", user.id)
+
+
+def record_failed_sign_in(email: str) -> None:
+    """Audit a refused sign-in, naming the email typed and never the password."""
+    current_uow().audit("login.failed", "staff", None, detail=email.strip().lower()[:200])
+
+
+def sign_out(user: StaffUser) -> None:
+    """End every session of the account and audit the sign-out."""
+    user.end_sessions()
+    current_uow().audit("logout", "staff", user.id)
+
+
+def change_password(user: StaffUser, new_password: str) -> None:
+    """A member of staff's own password change: policy checked, other sessions ended, audited."""
+    user.set_password(new_password)
+    current_uow().audit("password.change", "staff", user.id, ["password_hash"])
+
+
+def set_preferences(user: StaffUser, language: str | None, timezone: str | None) -> None:
+    """A member of staff's own interface language and time zone, audited."""
+    user.language = language or None
+    user.timezone = timezone or None
+    current_uow().audit("staff.edit", "staff", user.id, ["language", "timezone"])

@@ -17,6 +17,7 @@ from flask_migrate import upgrade
 from app import create_app
 from models import db
 from models.crypto import new_key
+from models.uow import SYSTEM, unit_of_work
 from models.user import Role, StaffUser, create_staff_user
 
 TEST_PASSWORD = "correct horse battery staple 42"
@@ -88,9 +89,14 @@ def migrated_database(tmp_path_factory, key_material):
 @pytest.fixture
 def database_url(migrated_database, tmp_path) -> str:
     """A database in its freshly migrated state for this test."""
+    return fresh_database(migrated_database, tmp_path)
+
+
+def fresh_database(migrated_database: tuple[str, dict], directory: Path) -> str:
+    """A database in its freshly migrated state (a copy of the template in `directory` on SQLite)."""
     url, seeded = migrated_database
     if url.startswith("sqlite"):
-        target = tmp_path / "patron.sqlite"
+        target = directory / "patron.sqlite"
         shutil.copyfile(url.removeprefix("sqlite:///"), target)
         return f"sqlite:///{target}"
     engine = sa.create_engine(url)
@@ -131,8 +137,14 @@ class IsolatedClient(FlaskClient):
 
 
 @pytest.fixture
-def app(database_url, tmp_path, key_material):
-    app = create_app(base_config(tmp_path, database_url, key_material))
+def app_config() -> dict:
+    """Extra configuration for the test's app; a test sets it with @pytest.mark.parametrize."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url, tmp_path, key_material, app_config):
+    app = create_app(base_config(tmp_path, database_url, key_material) | app_config)
     app.test_client_class = IsolatedClient
     with app.app_context():
         yield app
@@ -163,8 +175,8 @@ def make_staff(role: Role | str, email: str | None = None) -> StaffUser:
     email = email or f"{Role(role).value}@test.example"
     user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == email))
     if user is None:
-        user = create_staff_user(email, TEST_PASSWORD, role, display_name=f"Test {role}")
-        db.session.commit()
+        with unit_of_work(SYSTEM):
+            user = create_staff_user(email, TEST_PASSWORD, role, display_name=f"Test {role}")
     return user
 
 

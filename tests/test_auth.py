@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 
 from models import db
+from models.uow import SYSTEM, unit_of_work
 from models.user import (
     PASSWORD_HASHER,
     PasswordPolicyError,
@@ -14,7 +15,7 @@ from models.user import (
     check_password_policy,
 )
 from tests.conftest import TEST_PASSWORD, csrf_token, make_staff
-from tests.factories import audit_events
+from tests.factories import audit_events, failing_after_insert, write_lock_held_elsewhere
 
 
 def test_passwords_are_hashed_with_argon2id_at_or_above_owasp_parameters(app):
@@ -56,6 +57,7 @@ def test_wrong_password_is_refused_and_audited_without_the_password(client, auth
     assert "Wrong email or password" in response.text
     failed = audit_events("login.failed")
     assert len(failed) == 1 and failed[0].detail == "agent@test.example"
+    assert (failed[0].actor, failed[0].actor_id, failed[0].ip) == ("anonymous", None, "127.0.0.1")
     assert "wrong password" not in failed[0].detail
     assert client.get("/admin/").status_code == 302
 
@@ -144,8 +146,8 @@ def test_password_change_needs_the_current_password(client, auth):
 def test_deactivated_staff_are_signed_out_at_once(client, auth):
     auth.login(Role.AGENT)
     user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "agent@test.example"))
-    user.active = False
-    db.session.commit()
+    with unit_of_work(SYSTEM):
+        user.active = False
     assert client.get("/admin/").status_code == 302
 
 
@@ -189,3 +191,96 @@ def test_bootstrap_creates_an_admin_once_and_prints_its_password(runner, app):
     assert admin.check_password(password)
     again = runner.invoke(args=["bootstrap"])
     assert "set up already" in again.output and password not in again.output
+
+
+def test_a_sign_in_is_audited_as_the_member_of_staff(client, auth):
+    user = make_staff(Role.AGENT)
+    auth.login(Role.AGENT)
+    (login,) = audit_events("login")
+    assert (login.actor, login.actor_id, login.object_id, login.ip) == (
+        "agent@test.example",
+        user.id,
+        str(user.id),
+        "127.0.0.1",
+    )
+    db.session.expire_all()
+    assert db.session.get(StaffUser, user.id).last_login_at is not None
+
+
+def test_a_sign_in_that_fails_after_it_was_written_keeps_neither_it_nor_its_audit_event(client, auth):
+    user = make_staff(Role.AGENT)
+    written = "NEW.action = 'login' AND EXISTS (SELECT 1 FROM staff_user WHERE last_login_at IS NOT NULL)"
+    with (
+        failing_after_insert("audit_event", written),
+        pytest.raises(sa.exc.DBAPIError, match="failed by the test"),
+    ):
+        auth.login(Role.AGENT)
+    db.session.expire_all()
+    assert db.session.get(StaffUser, user.id).last_login_at is None
+    assert audit_events("login") == []
+    assert client.get("/admin/").status_code == 302  # not signed in
+
+
+def test_a_sign_out_that_fails_after_it_was_written_leaves_the_sessions_open(client, app, auth):
+    auth.login(Role.AGENT)
+    other = app.test_client()
+    type(auth)(other).login(Role.AGENT)
+    written = "NEW.action = 'logout' AND EXISTS (SELECT 1 FROM staff_user WHERE session_version > 1)"
+    with (
+        failing_after_insert("audit_event", written),
+        pytest.raises(sa.exc.DBAPIError, match="failed by the test"),
+    ):
+        auth.logout()
+    assert audit_events("logout") == []
+    assert other.get("/admin/").status_code == 200
+
+
+def test_a_password_change_that_fails_after_it_was_written_keeps_the_old_password(client, auth):
+    auth.login(Role.AGENT)
+    written = "NEW.action = 'password.change' AND EXISTS (SELECT 1 FROM staff_user WHERE session_version > 1)"
+    with (
+        failing_after_insert("audit_event", written),
+        pytest.raises(sa.exc.DBAPIError, match="failed by the test"),
+    ):
+        auth.change_password(TEST_PASSWORD, "Lantern-orchid-93-river")
+    db.session.expire_all()
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "agent@test.example"))
+    assert user.check_password(TEST_PASSWORD) and audit_events("password.change") == []
+
+
+@pytest.mark.parametrize("app_config", [{"SQLITE_BUSY_TIMEOUT_MS": 50}])
+def test_a_busy_database_leaves_the_visitor_signed_out_with_a_try_again(client):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("provokes SQLite's write lock held by another connection")
+    make_staff(Role.AGENT)
+    page = client.get("/login")
+    data = {"email": "agent@test.example", "password": TEST_PASSWORD, "csrf_token": csrf_token(page.text)}
+    with write_lock_held_elsewhere():
+        response = client.post("/login", data=data)
+    assert response.status_code == 503
+    assert "The database was busy; you are not signed in yet. Please try again." in response.text
+    assert 'value="agent@test.example"' in response.text
+    assert audit_events("login") == []
+    assert client.get("/admin/").status_code == 302
+    assert client.post("/login", data=data).status_code == 302
+
+
+@pytest.mark.parametrize("app_config", [{"SQLITE_BUSY_TIMEOUT_MS": 50}])
+def test_a_busy_database_keeps_the_chosen_preferences_on_the_account_page(client, auth):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("provokes SQLite's write lock held by another connection")
+    auth.login(Role.AGENT)
+    with write_lock_held_elsewhere():
+        response = auth.account_form("lang", language="zh_Hans_CN", timezone="Europe/London")
+    assert response.status_code == 200
+    assert "The database was busy; your change was not saved. Please try again." in response.text
+    assert '<option selected value="Europe/London">' in response.text
+    db.session.expire_all()
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "agent@test.example"))
+    assert (user.timezone, audit_events("staff.edit")) == (None, [])
+
+
+def test_create_user_is_audited_as_the_command_line(runner, app):
+    runner.invoke(args=["create-user", "new@example.com", "--role", "agent"], input="Saffron-lighthouse-28\n")
+    (created,) = audit_events("staff.create")
+    assert (created.actor, created.actor_id) == ("cli", None)

@@ -13,7 +13,7 @@ import config
 from models import db
 from models.crypto import KeyRing, UnreadableValue, keyring, new_key
 from models.customer import Customer
-from tests.factories import make_customer
+from tests.factories import audit_events, failing_after_insert, make_customer
 
 
 def raw(column: str, customer_id: int) -> str:
@@ -99,7 +99,7 @@ def test_rotate_keys_then_retire_old_key_keeps_data_readable(app, runner, key_ma
 
     result = runner.invoke(args=["rotate-keys", "--new-key", "--batch-size", "3"])
     assert result.exit_code == 0, result.output
-    assert "Re-encrypted" in result.output
+    rotated = int(result.output.split("Re-encrypted ")[1].split()[0])
     assert all(raw("email", p.id).startswith("v2:") for p in people)
 
     result = runner.invoke(args=["retire-key", "1"])
@@ -111,6 +111,28 @@ def test_rotate_keys_then_retire_old_key_keeps_data_readable(app, runner, key_ma
     app.extensions["patron.keyring"] = KeyRing.from_material(config.load_key_material(instance))
     db.session.expire_all()
     assert [db.session.get(Customer, p.id).name for p in people] == [f"客户{i}" for i in range(7)]
+    # Audited as the command line: the new key, each batch (naming its column), the retired key.
+    assert [(e.object_id, e.actor) for e in audit_events("key.add")] == [("2", "cli")]
+    assert [(e.object_id, e.actor) for e in audit_events("key.retire")] == [("1", "cli")]
+    batches = audit_events("key.rotate")
+    assert {e.actor for e in batches} == {"cli"}
+    assert sum(int(e.detail.removeprefix("rows=")) for e in batches) == rotated
+
+
+def test_a_rotation_batch_that_fails_after_it_was_written_keeps_neither_it_nor_its_audit_event(
+    app, runner, key_material
+):
+    instance = app.instance_path
+    os.makedirs(instance, exist_ok=True)
+    config.save_key_material(instance, key_material)
+    people = [make_customer(name=f"客户{i}", birthday=None) for i in range(3)]
+    app.config["PATRON_KEY_MATERIAL"] = None
+    with failing_after_insert("audit_event", "NEW.action = 'key.rotate'"):
+        result = runner.invoke(args=["rotate-keys", "--new-key", "--batch-size", "3"])
+    assert result.exit_code != 0
+    db.session.expire_all()
+    assert all(raw(column, p.id).startswith("v1:") for p in people for column in ("name", "email"))
+    assert audit_events("key.rotate") == []
 
 
 def test_retire_key_refuses_while_values_still_use_it(app, runner, key_material):

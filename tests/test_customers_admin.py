@@ -12,7 +12,7 @@ from models import db
 from models.customer import Customer
 from models.user import Role
 from tests.conftest import csrf_token
-from tests.factories import audit_events, make_customer
+from tests.factories import audit_events, failing_after_insert, make_customer, write_lock_held_elsewhere
 
 FORM = {
     "name": "张伟",
@@ -78,8 +78,10 @@ def test_a_post_without_csrf_token_changes_nothing(client, auth):
     assert customer_count() == 0
     customer = make_customer(name="Before")
     client.post(f"/admin/customers/edit/?id={customer.id}", data=FORM | {"name": "After"})
+    client.post("/admin/customers/delete/", data={"id": customer.id})
     db.session.expire_all()
     assert db.session.get(Customer, customer.id).name == "Before"
+    assert [audit_events(f"customer.{a}") for a in ("create", "edit", "delete")] == [[], [], []]
 
 
 @pytest.mark.parametrize(
@@ -142,28 +144,89 @@ def test_agent_views_are_audited_with_field_names_only(client, auth):
     assert "张伟" not in everything and "zhang@example.com" not in everything
 
 
-def test_edit_is_audited_with_the_changed_fields(client, auth):
-    customer = make_customer(name="张伟", city="上海")
-    auth.login(Role.AGENT)
+def edit_form(client, customer: Customer, **changes) -> dict:
+    """The customer's edit form as loaded (with its CSRF token), with `changes` typed in."""
     page = client.get(f"/admin/customers/edit/?id={customer.id}")
     data = {
         "csrf_token": csrf_token(page.text),
-        "name": "张伟",
+        "name": customer.name,
         "email": customer.email,
         "phone": customer.phone,
-        "gender": "undisclosed",
-        "language": "zh_Hans_CN",
-        "city": "苏州",
-        "source_channel": "store",
-        "tags": "",
+        "gender": customer.gender,
+        "language": customer.language,
+        "city": customer.city,
+        "source_channel": customer.source_channel,
+        "tags": customer.tags,
         "member_no": customer.member_no,
-        "notes": "新备注",
+        "notes": customer.notes or "",
     }
+    return data | changes
+
+
+def test_edit_is_audited_with_the_changed_fields(client, auth):
+    customer = make_customer(name="张伟", city="上海")
+    auth.login(Role.AGENT)
+    data = edit_form(client, customer, city="苏州", notes="新备注")
     response = client.post(f"/admin/customers/edit/?id={customer.id}", data=data)
     assert response.status_code == 302, response.text
     (edit,) = audit_events("customer.edit")
-    assert set(edit.fields.split(",")) == {"city", "notes"}
+    assert edit.fields == "city,notes"
+    assert (edit.object_id, edit.actor) == (str(customer.id), "agent@test.example")
     assert "苏州" not in edit.detail and "新备注" not in edit.detail
+
+
+def test_a_create_through_the_admin_leaves_one_audit_event_naming_the_fields_typed(client, auth):
+    auth.login(Role.AGENT)
+    assert create_customer(client).status_code == 302
+    (created,) = audit_events("customer.create")
+    customer = db.session.scalar(sa.select(Customer))
+    assert created.object_id == str(customer.id) and created.actor == "agent@test.example"
+    assert created.fields == CREATED_FIELDS
+
+
+# Every field of the form, and the blind indexes of the email and the phone.
+CREATED_FIELDS = (
+    "address,birthday,city,email,email_bidx,gender,language,member_no,name,notes,phone,phone_bidx,"
+    "source_channel,tags"
+)
+
+
+@pytest.mark.parametrize("change", ["create", "edit"])
+def test_a_save_that_fails_after_it_was_written_keeps_neither_it_nor_its_audit_event(client, auth, change):
+    customer = make_customer(name="张伟", city="上海")
+    auth.login(Role.AGENT)
+    city = "杭州" if change == "create" else "苏州"
+    # Fails once the change and its audit event are both written, in the save's transaction.
+    written = f"NEW.action = 'customer.{change}' AND EXISTS (SELECT 1 FROM customer WHERE city = '{city}')"
+    data = edit_form(client, customer, city=city) if change == "edit" else None
+    with failing_after_insert("audit_event", written):
+        if change == "create":
+            response = create_customer(client)
+        else:
+            response = client.post(f"/admin/customers/edit/?id={customer.id}", data=data)
+    assert response.status_code == 200  # the form again, with what was typed
+    assert city in response.text
+    db.session.expire_all()
+    assert db.session.scalars(sa.select(Customer.city)).all() == ["上海"]
+    assert audit_events(f"customer.{change}") == []
+
+
+@pytest.mark.parametrize("app_config", [{"SQLITE_BUSY_TIMEOUT_MS": 50}])
+def test_a_busy_database_shows_the_edit_form_again_with_what_was_typed(client, auth):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("provokes SQLite's write lock held by another connection")
+    customer = make_customer(name="张伟", city="上海")
+    auth.login(Role.AGENT)
+    data = edit_form(client, customer, city="苏州", notes="新备注")
+    with write_lock_held_elsewhere():
+        response = client.post(f"/admin/customers/edit/?id={customer.id}", data=data)
+    assert response.status_code == 200
+    assert "The database was busy; your change was not saved. Please try again." in response.text
+    assert "苏州" in response.text and "新备注" in response.text
+    db.session.expire_all()
+    assert (db.session.get(Customer, customer.id).city, audit_events("customer.edit")) == ("上海", [])
+    assert client.post(f"/admin/customers/edit/?id={customer.id}", data=data).status_code == 302
+    assert db.session.get(Customer, customer.id).city == "苏州"
 
 
 def test_export_streams_every_row_and_neutralises_formulas(client, auth):
@@ -232,3 +295,43 @@ def test_export_is_a_stream_not_a_file_built_in_memory(app):
         chunks = iter(response.response)
         assert next(chunks).lstrip("\ufeff").startswith("Member no.")
         assert len(list(chunks)) == 12
+
+
+def adjust_points_form(client, customer: Customer, points: str, reason: str) -> dict:
+    page = client.get(f"/admin/customers/details/?id={customer.id}")
+    return {"csrf_token": csrf_token(page.text), "points": points, "reason": reason}
+
+
+def test_a_points_adjustment_that_fails_after_it_was_written_keeps_neither_it_nor_its_audit_event(
+    client, auth
+):
+    from models.loyalty.ledger import PointsEntry
+
+    customer = make_customer()
+    auth.login(Role.MANAGER)
+    data = adjust_points_form(client, customer, "50", "Parcel was late")
+    written = "NEW.action = 'points.adjust' AND EXISTS (SELECT 1 FROM points_entry)"
+    with (
+        failing_after_insert("audit_event", written),
+        pytest.raises(sa.exc.DBAPIError, match="failed by the test"),
+    ):
+        client.post(f"/admin/customers/adjust/{customer.id}", data=data)
+    assert db.session.scalars(sa.select(PointsEntry)).all() == []
+    assert audit_events("points.adjust") == []
+
+
+@pytest.mark.parametrize("app_config", [{"SQLITE_BUSY_TIMEOUT_MS": 50}])
+def test_a_points_adjustment_on_a_busy_database_is_a_503_that_stores_nothing(client, auth):
+    """The customer page cannot be shown again (showing it is audited, which waits too)."""
+    from models.loyalty.ledger import PointsEntry
+
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("provokes SQLite's write lock held by another connection")
+    customer = make_customer()
+    auth.login(Role.MANAGER)
+    data = adjust_points_form(client, customer, "50", "Parcel was late")
+    with write_lock_held_elsewhere():
+        response = client.post(f"/admin/customers/adjust/{customer.id}", data=data)
+    assert response.status_code == 503
+    assert "The database was busy; your change was not saved. Please try again." in response.text
+    assert db.session.scalars(sa.select(PointsEntry)).all() == []

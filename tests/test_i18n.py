@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from models import db
+from models.uow import SYSTEM, unit_of_work
 from models.user import StaffUser
 
 
@@ -46,8 +47,8 @@ def test_times_are_shown_in_the_staff_members_zone(client, auth):
     details = f"/admin/customers/details/?id={customer.id}"
     assert "2026-01-16 04:30" in client.get(details).text  # the panel default, Asia/Shanghai
     user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "agent@test.example"))
-    user.timezone = "Europe/London"
-    db.session.commit()
+    with unit_of_work(SYSTEM):
+        user.timezone = "Europe/London"
     assert "2026-01-15 20:30" in client.get(details).text
 
 

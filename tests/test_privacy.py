@@ -7,7 +7,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DatabaseError
 
 from models import db
-from models.audit import AuditEvent, record_event
+from models.audit import AuditEvent
+from models.uow import SYSTEM, unit_of_work
 from tests.factories import make_customer
 
 KNOWN = [
@@ -81,31 +82,27 @@ def test_sqlite_file_holds_no_plaintext(app):
 
 
 def test_the_database_refuses_to_change_or_delete_audit_events(app):
-    record_event("customer.view", "customer", 1, ["email"], actor="system")
-    db.session.commit()
+    with unit_of_work(SYSTEM) as uow:
+        uow.audit("customer.view", "customer", 1, ["email"])
     for statement in ("UPDATE audit_event SET action = 'x'", "DELETE FROM audit_event"):
-        with pytest.raises(DatabaseError):
+        with pytest.raises(DatabaseError), unit_of_work(SYSTEM):
             db.session.execute(sa.text(statement))
-        db.session.rollback()
     assert db.session.scalar(sa.select(AuditEvent.action)) == "customer.view"
 
 
 def test_the_app_refuses_to_change_or_delete_audit_events(app):
-    event = record_event("customer.view", "customer", 1, ["email"], actor="system")
-    db.session.commit()
-    event.action = "nothing happened"
-    with pytest.raises(PermissionError):
-        db.session.commit()
-    db.session.rollback()
-    db.session.delete(event)
-    with pytest.raises(PermissionError):
-        db.session.commit()
-    db.session.rollback()
+    with unit_of_work(SYSTEM) as uow:
+        event = uow.audit("customer.view", "customer", 1, ["email"])
+    with pytest.raises(PermissionError), unit_of_work(SYSTEM):
+        event.action = "nothing happened"
+    with pytest.raises(PermissionError), unit_of_work(SYSTEM):
+        db.session.delete(event)
+    assert db.session.scalar(sa.select(AuditEvent.action)) == "customer.view"
 
 
 def test_audit_screen_offers_no_edit_or_delete(client, auth):
-    record_event("customer.view", "customer", 1, ["email"], actor="system")
-    db.session.commit()
+    with unit_of_work(SYSTEM) as uow:
+        uow.audit("customer.view", "customer", 1, ["email"])
     auth.login("admin")
     page = client.get("/admin/audit/").text
     assert "customer.view" in page

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from models import db
 from models.user import StaffUser
 from tests.conftest import csrf_token, make_staff
+from tests.factories import audit_events, failing_after_insert
 
 
 def staff_form(client, url: str, **fields) -> dict:
@@ -68,3 +69,59 @@ def test_staff_accounts_cannot_be_deleted(client, auth):
     token = csrf_token(client.get("/admin/staff/new/").text)
     client.post("/admin/staff/delete/", data={"id": agent.id, "csrf_token": token})
     assert db.session.get(StaffUser, agent.id) is not None
+
+
+def test_a_create_and_an_edit_each_leave_one_audit_event_naming_the_changed_fields(client, auth):
+    auth.login("admin")
+    form = staff_form(
+        client,
+        "/admin/staff/new/",
+        email="New@Example.com",
+        display_name="Li",
+        new_password="Marble-otter-51-canal",
+    )
+    assert client.post("/admin/staff/new/", data=form).status_code == 302
+    user = db.session.scalar(sa.select(StaffUser).where(StaffUser.email == "new@example.com"))
+    url = f"/admin/staff/edit/?id={user.id}"
+    edit = staff_form(client, url, email=user.email, display_name="Li Na", role="agent")
+    assert client.post(url, data=edit).status_code == 302
+    (created,) = [e for e in audit_events("staff.create") if e.object_id == str(user.id)]
+    assert created.actor == "admin@test.example"
+    assert created.fields == "active,display_name,email,language,password_hash,role,session_version"
+    (edited,) = audit_events("staff.edit")
+    assert (edited.object_id, edited.fields) == (str(user.id), "display_name")
+
+
+def test_a_role_change_that_fails_after_it_was_written_keeps_the_role_the_sessions_and_no_event(
+    client, app, auth
+):
+    from tests.conftest import AuthActions
+
+    agent_client = app.test_client()
+    AuthActions(agent_client).login("agent")
+    auth.login("admin")
+    agent = make_staff("agent")
+    url = f"/admin/staff/edit/?id={agent.id}"
+    data = staff_form(client, url, email=agent.email, display_name="A", role="analyst")
+    written = "NEW.action = 'staff.edit' AND EXISTS (SELECT 1 FROM staff_user WHERE role = 'analyst')"
+    with failing_after_insert("audit_event", written):
+        assert client.post(url, data=data).status_code == 200
+    db.session.expire_all()
+    assert db.session.get(StaffUser, agent.id).role == "agent"
+    assert audit_events("staff.edit") == []
+    assert agent_client.get("/admin/").status_code == 200
+
+
+def test_an_edit_without_a_valid_csrf_token_changes_nothing(client, auth):
+    auth.login("admin")
+    agent = make_staff("agent")
+    url = f"/admin/staff/edit/?id={agent.id}"
+    data = staff_form(client, url, email=agent.email, display_name="A", role="analyst")
+    for token in (None, "not-the-token"):
+        forged = {k: v for k, v in data.items() if k != "csrf_token"}
+        if token:
+            forged["csrf_token"] = token
+        assert client.post(url, data=forged).status_code == 200  # the form again, with its error
+    db.session.expire_all()
+    assert db.session.get(StaffUser, agent.id).role == "agent"
+    assert audit_events("staff.edit") == []

@@ -1,317 +1,31 @@
-"""Realistic demo data in Chinese and English, for `make run`, screenshots and benchmarks."""
+"""Demo surveys: three questionnaires with twelve weeks of answers, invitations and ticket ratings."""
 
 from __future__ import annotations
 
 import random
-import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import phonenumbers
 import sqlalchemy as sa
-from faker import Faker
 
+from demo.actor import DEMO
+from demo.tickets import demo_agents, play_demo_ticket
 from models import db, utcnow
-from models.customer import Customer, Gender, SourceChannel
-from models.survey import (
+from models.customer import Customer
+from models.surveys.answers import SurveyResponse, submit_response
+from models.surveys.builder import Question, Survey
+from models.surveys.invitations import (
     Invitation,
     InvitationGone,
-    Question,
-    Survey,
-    SurveyResponse,
     create_invitation,
+    expire_invitations,
     mark_sent,
     open_invitation,
 )
-from models.survey_answers import submit_response
-from models.ticket import (
-    CHANNELS,
-    NewTicket,
-    Ticket,
-    add_message,
-    assign,
-    category_by_code,
-    open_ticket,
-    transition,
-)
-from models.user import Role, StaffUser, create_staff_user
+from models.tickets.ticket import Ticket
+from models.uow import current_uow, unit_of_work
 
-CN_MOBILE_PREFIXES = [
-    "134",
-    "135",
-    "136",
-    "137",
-    "138",
-    "139",
-    "150",
-    "151",
-    "152",
-    "158",
-    "159",
-    "182",
-    "183",
-    "187",
-    "188",
-    "186",
-    "185",
-    "176",
-    "177",
-    "180",
-    "189",
-    "199",
-]
-CN_CITIES = ["上海", "北京", "广州", "深圳", "杭州", "成都", "南京", "武汉", "苏州", "西安"]
-EN_CITIES = ["London", "Manchester", "Bristol", "New York", "Boston", "Chicago", "Toronto", "Sydney"]
-CN_MAIL_DOMAINS = ["qq.com", "163.com", "126.com"]
-EN_MAIL_DOMAINS = ["example.com", "example.org", "mail.example.net"]
-TAGS = ["vip", "wholesale", "newsletter", "birthday-club", "complained-2025", "staff-referral"]
-CN_NOTES = ["偏好周末到店", "对包装很在意", "只接受电话联系", "曾投诉配送延迟，已处理", "老客户，常带朋友来"]
-EN_NOTES = [
-    "Prefers email contact",
-    "Allergic to nuts",
-    "Asked for invoices by post",
-    "Long-time customer, brings friends",
-    "Had a late delivery in spring, resolved",
-]
-DEMO_STAFF = [
-    ("manager@patron.local", Role.MANAGER, "Demo Manager"),
-    ("agent@patron.local", Role.AGENT, "Demo Agent"),
-    ("analyst@patron.local", Role.ANALYST, "Demo Analyst"),
-]
-
-
-def _cn_mobile(rng: random.Random) -> str:
-    return rng.choice(CN_MOBILE_PREFIXES) + f"{rng.randrange(10**8):08d}"
-
-
-def _us_phone(rng: random.Random) -> str:
-    while True:
-        area = rng.choice([212, 415, 312, 617, 206])
-        candidate = f"+1 {area} {rng.randrange(200, 999)} {rng.randrange(10**4):04d}"
-        if phonenumbers.is_valid_number(phonenumbers.parse(candidate, None)):
-            return candidate
-
-
-def demo_customer(fake_cn: Faker, fake_en: Faker, rng: random.Random, serial: int) -> Customer:
-    """One plausible customer, Chinese-speaking about two times in three."""
-    chinese = rng.random() < 0.66
-    fake = fake_cn if chinese else fake_en
-    gender = rng.choice([Gender.FEMALE, Gender.MALE, Gender.FEMALE, Gender.MALE, Gender.UNDISCLOSED])
-    if gender == Gender.FEMALE:
-        name = fake.name_female()
-    elif gender == Gender.MALE:
-        name = fake.name_male()
-    else:
-        name = fake.name()
-    user = fake_en.user_name() if not chinese else fake_cn.user_name()
-    domain = rng.choice(CN_MAIL_DOMAINS if chinese else EN_MAIL_DOMAINS)
-    created = utcnow() - timedelta(days=rng.randrange(0, 730), minutes=rng.randrange(0, 1440))
-    return Customer(
-        name=name,
-        email=f"{user}.{serial}@{domain}" if rng.random() < 0.9 else None,
-        phone=_cn_mobile(rng) if chinese else _us_phone(rng),
-        birthday=fake.date_of_birth(minimum_age=18, maximum_age=80) if rng.random() < 0.7 else None,
-        address=fake.address().replace("\n", ", ") if rng.random() < 0.6 else None,
-        notes=rng.choice(CN_NOTES if chinese else EN_NOTES) if rng.random() < 0.3 else None,
-        city=rng.choice(CN_CITIES if chinese else EN_CITIES),
-        gender=gender.value,
-        language="zh_Hans_CN" if chinese else "en",
-        source_channel=rng.choice(list(SourceChannel)).value,
-        tags=",".join(rng.sample(TAGS, rng.choice([0, 0, 1, 1, 2]))),
-        created_at=created,
-        updated_at=created,
-    )
-
-
-def seed_demo_staff() -> list[tuple[str, str, str]]:
-    """Demo manager, agent and analyst accounts, once; returns (email, role, password) made now."""
-    made = []
-    for email, role, display_name in DEMO_STAFF:
-        if db.session.scalar(sa.select(StaffUser.id).where(StaffUser.email == email)):
-            continue
-        password = secrets.token_urlsafe(15)
-        create_staff_user(email, password, role, display_name=display_name)
-        made.append((email, role.value, password))
-    db.session.commit()
-    return made
-
-
-DEMO_TICKETS = [
-    # (category, priority, Chinese subject and message, English subject and message, reply zh, reply en)
-    (
-        "complaint",
-        "high",
-        ("快递延迟一周", "我的订单 12 号就付款了，到现在还没收到，客服电话也打不通。"),
-        ("Parcel a week late", "I paid on the 12th and still have nothing. Nobody answers the phone."),
-        "非常抱歉！已联系物流加急处理，今天内给您回复单号。",
-        "We are so sorry. We have chased the courier and will send tracking today.",
-    ),
-    (
-        "return_refund",
-        "normal",
-        ("申请退款：尺码不合适", "外套偏小，想退货退款，吊牌还在。"),
-        ("Refund request: wrong size", "The coat is too small; tags still on. I would like a refund."),
-        "可以的，已为您生成退货单，请在七天内寄回。",
-        "Of course. A return label is on its way; please send it back within 7 days.",
-    ),
-    (
-        "inquiry",
-        "low",
-        ("会员积分怎么用？", "请问积分可以抵扣运费吗？"),
-        ("How do points work?", "Can I use my points for delivery costs?"),
-        "积分可在结算时抵扣，100 积分 = 1 元。",
-        "Yes: at checkout, 100 points count as 1 unit of currency.",
-    ),
-    (
-        "complaint",
-        "urgent",
-        ("门店服务态度差", "今天在南京路店被店员无视了二十分钟，很失望。"),
-        ("Rude staff in store", "I was ignored for twenty minutes at the Market Street shop today."),
-        "感谢反馈，店长会亲自与您联系致歉。",
-        "Thank you for telling us. The store manager will call you to apologise.",
-    ),
-    (
-        "suggestion",
-        "low",
-        ("希望增加夜间配送", "上班族白天不在家，能否增加晚上 7 点后的配送？"),
-        ("Evening deliveries, please", "I work days. Could you deliver after 7 pm?"),
-        "好建议！我们已转给物流团队评估。",
-        "Great idea — we have passed it to our delivery team.",
-    ),
-    (
-        "praise",
-        "low",
-        ("感谢小王的耐心服务", "小王帮我挑了很久，非常专业，点赞！"),
-        ("Thanks to Sam", "Sam spent ages helping me choose. Brilliant service!"),
-        "谢谢您的鼓励，我们会转达给小王！",
-        "Thank you! We will pass this on to Sam.",
-    ),
-]
-
-
-def seed_demo_tickets(count: int, rng: random.Random) -> None:
-    """Tickets in every state, in both languages, with threads and history (the caller commits)."""
-    customers = list(db.session.scalars(sa.select(Customer).order_by(Customer.id).limit(200)))
-    agents = _demo_agents()
-    now = utcnow()
-    for i in range(count):
-        category, priority, zh, en, reply_zh, reply_en = DEMO_TICKETS[i % len(DEMO_TICKETS)]
-        customer = rng.choice(customers) if customers else None
-        chinese = customer is None or customer.language == "zh_Hans_CN"
-        subject, message = zh if chinese else en
-        opened = now - timedelta(hours=rng.randrange(1, 24 * 20), minutes=rng.randrange(60))
-        ticket, _code = open_ticket(
-            NewTicket(
-                subject=subject,
-                channel=rng.choice(CHANNELS),
-                priority=priority,
-                category=category_by_code(category),
-                customer_id=customer.id if customer else None,
-                first_message=message,
-            ),
-            now=opened,
-        )
-        _play_demo_ticket(ticket, rng, agents, opened, reply_zh if chinese else reply_en, now)
-
-
-DEMO_STAGES = ("new", "new", "acknowledged", "investigating", "waiting", "resolved", "closed")
-
-
-def _demo_agents() -> list[StaffUser]:
-    return list(db.session.scalars(sa.select(StaffUser).where(StaffUser.role.in_(["agent", "manager"]))))
-
-
-def _play_demo_ticket(ticket, rng, agents, opened, reply, now, stage: str | None = None) -> None:
-    """Move a demo ticket along its life, to `stage` or a random one: assigned, answered, resolved."""
-    stage = stage or rng.choice(DEMO_STAGES)
-    if stage == "new" or not agents:
-        return
-    agent = rng.choice(agents)
-    step = opened + timedelta(minutes=rng.randrange(5, 300))
-    assign(ticket, agent, agent, step)
-    transition(ticket, "acknowledged", agent, min(step, now))
-    if stage == "acknowledged":
-        return
-    add_message(ticket, "outbound", reply, agent, min(step + timedelta(minutes=20), now))
-    transition(ticket, "investigating", agent, min(step + timedelta(minutes=25), now))
-    if stage == "waiting":
-        transition(ticket, "waiting_on_customer", agent, min(step + timedelta(hours=1), now))
-    elif stage in ("resolved", "closed"):
-        add_message(
-            ticket, "note", "已核实 / Checked with the warehouse.", agent, min(step + timedelta(hours=2), now)
-        )
-        transition(ticket, "resolved", agent, min(step + timedelta(hours=3), now))
-        if stage == "closed":
-            transition(ticket, "closed", agent, min(step + timedelta(days=2), now))
-
-
-DEMO_REWARDS = [
-    # English, Chinese, points, stock (None: unlimited), minimum tier
-    ("Coffee voucher", "咖啡兑换券", 300, None, None),
-    ("Canvas tote bag", "帆布托特包", 800, 50, None),
-    ("¥50 off your next order", "下单立减 50 元", 1500, None, None),
-    ("Members' evening: autumn collection", "会员之夜：秋季新品预览", 2500, 30, "gold"),
-    ("Free alterations for a year", "一年免费修改服务", 6000, 10, "platinum"),
-]
-
-
-def seed_demo_rewards() -> list[int]:
-    """The demo reward catalogue, once; returns the reward ids."""
-    from models.rewards import Reward
-
-    if db.session.scalar(sa.select(sa.func.count(Reward.id))):
-        return list(db.session.scalars(sa.select(Reward.id)))
-    for name_en, name_zh, cost, stock, tier in DEMO_REWARDS:
-        db.session.add(Reward(name_en=name_en, name_zh=name_zh, points_cost=cost, stock=stock, min_tier=tier))
-    db.session.commit()
-    return list(db.session.scalars(sa.select(Reward.id)))
-
-
-def seed_demo_purchases(rng: random.Random, customers: int = 120) -> None:
-    """A year of purchases for some customers, a few refunds and redemptions (each committed)."""
-    from decimal import Decimal
-
-    from models.loyalty import (
-        InsufficientPoints,
-        LoyaltyError,
-        NewPurchase,
-        recompute_tiers,
-        record_purchase,
-        refund_purchase,
-    )
-    from models.rewards import OutOfStock, redeem
-
-    reward_ids = seed_demo_rewards()
-    ids = list(db.session.scalars(sa.select(Customer.id).order_by(Customer.id).limit(customers)))
-    now = utcnow()
-    for customer_id in ids:
-        times = sorted(
-            now - timedelta(days=rng.randrange(1, 360), minutes=rng.randrange(1440))
-            for _ in range(rng.choice([1, 2, 3, 5, 8, 12]))
-        )
-        for n, when in enumerate(times):
-            amount = (
-                Decimal(rng.choice([39, 88, 129, 268, 499, 899, 1599])) + Decimal(rng.randrange(100)) / 100
-            )
-            spec = NewPurchase(
-                customer_id,
-                "pos",
-                f"D{customer_id:05d}-{n:02d}",
-                amount,
-                "CNY",
-                rng.choice(["store", "online"]),
-                when,
-            )
-            record_purchase(spec, actor="demo", now=when)
-        if rng.random() < 0.08:
-            refund_purchase("pos", f"D{customer_id:05d}-00", actor="demo")
-        if rng.random() < 0.4:
-            try:
-                redeem(customer_id, rng.choice(reward_ids), actor="demo")
-            except (InsufficientPoints, OutOfStock, LoyaltyError):
-                db.session.rollback()
-    recompute_tiers(now)  # purchases were posted out of time order
+SURVEY_FIELDS = ("title", "intro", "thank_you", "language", "opens_at", "public_link", "questions")
 
 
 @dataclass(frozen=True)
@@ -564,12 +278,15 @@ def _create_demo_survey(spec: DemoSurvey, opens_at: datetime) -> Survey:
         Question(position=n, kind=kind, prompt=prompt, required=required, options=options)
         for n, (kind, prompt, required, options) in enumerate(spec.questions, start=1)
     ]
-    db.session.add(survey)
+    uow = current_uow()
+    uow.add(survey)
+    uow.session.flush()
+    uow.audit("survey.create", "survey", survey.id, SURVEY_FIELDS, detail="demo")
     return survey
 
 
 def _invite(survey: Survey, customer_id: int, at: datetime, send: bool = True, **link) -> str:
-    """An invitation created at `at` (and handed out when `send`), committed by the next write; its token."""
+    """An invitation created at `at` (and handed out when `send`); its token."""
     invitation, token = create_invitation(survey, customer_id, now=at, **link)
     if send:
         mark_sent([invitation])
@@ -577,7 +294,7 @@ def _invite(survey: Survey, customer_id: int, at: datetime, send: bool = True, *
 
 
 def _answer_invitation(survey: Survey, answers: dict, token: str, invited: datetime, at: datetime) -> None:
-    """The customer opens the link shortly before answering, at `at` (both committed)."""
+    """The customer opens the link shortly before answering, at `at`."""
     invitation = open_invitation(token, now=invited + (at - invited) * 0.9)
     submit_response(survey, answers, invitation, now=at)
 
@@ -612,7 +329,7 @@ def _seed_survey_responses(
 def _leave_unanswered(
     survey: Survey, customer_id: int, status: str, rng: random.Random, now: datetime
 ) -> None:
-    """An invitation left in `status`: an expired one was opened after its 14 days."""
+    """An invitation left in `status`: an expired one was opened (and refused) after its 14 days."""
     low, high = UNANSWERED_AGE_DAYS[status]
     invited = now - timedelta(days=rng.uniform(low, high))
     token = _invite(survey, customer_id, invited, send=status != "created")
@@ -639,6 +356,7 @@ def _seed_ticket_ratings(spec: DemoSurvey, survey: Survey, rng: random.Random, n
         .limit(MAX_RATED_TICKETS)
     ).all()
     for n, (ticket_id, customer_id, resolved_at, language) in enumerate(rows):
+        assert customer_id is not None and resolved_at is not None  # joined and filtered on both
         token = _invite(survey, customer_id, resolved_at, days_valid=7, ticket_id=ticket_id)
         if n % 4 == 3:
             continue
@@ -650,44 +368,45 @@ def _seed_ticket_ratings(spec: DemoSurvey, survey: Survey, rng: random.Random, n
 def _pick_up_follow_ups(rng: random.Random, now: datetime) -> None:
     """Follow-up tickets older than a few days were taken on by an agent, most resolved."""
     rows = db.session.execute(
-        sa.select(Ticket, SurveyResponse.submitted_at, sa.func.coalesce(Customer.language, Survey.language))
+        sa.select(
+            Ticket.id, SurveyResponse.submitted_at, sa.func.coalesce(Customer.language, Survey.language)
+        )
         .join(SurveyResponse, SurveyResponse.follow_up_ticket_id == Ticket.id)
         .join(Survey, Survey.id == SurveyResponse.survey_id)
         .outerjoin(Customer, Customer.id == SurveyResponse.customer_id)
         .where(Ticket.status == "new", SurveyResponse.submitted_at < now - timedelta(days=4))
         .order_by(Ticket.id)
     ).all()
-    agents = _demo_agents()
-    for ticket, submitted_at, language in rows:
+    agents = demo_agents()
+    for ticket_id, submitted_at, language in rows:
         reply = FOLLOW_UP_REPLIES.get(language, FOLLOW_UP_REPLIES["en"])
-        _play_demo_ticket(ticket, rng, agents, submitted_at, reply, now, rng.choice(FOLLOW_UP_STAGES))
+        play_demo_ticket(ticket_id, rng, agents, submitted_at, reply, now, rng.choice(FOLLOW_UP_STAGES))
 
 
 def seed_demo_surveys(rng: random.Random, responses: int) -> bool:
     """Three surveys with twelve weeks of answers, ticket ratings and invitations; False if any exist.
 
     `responses` are shared between the store and delivery surveys; the satisfaction survey
-    rates resolved tickets. Detractors' follow-up tickets older than a few days are worked on.
+    rates resolved tickets. Detractors' follow-up tickets (opened by the answers' events)
+    older than a few days are worked on. The surveys are made in one unit of work, the
+    answers in a second, and each follow-up ticket is worked in its own.
     """
     if db.session.scalar(sa.select(Survey.id).limit(1)) is not None:
         return False
     now = utcnow()
-    surveys = [(spec, _create_demo_survey(spec, now - timedelta(weeks=13))) for spec in DEMO_SURVEYS]
+    # keep_state: the answers are built from the surveys and questions as they are loaded now.
+    with unit_of_work(DEMO, keep_state=True):
+        surveys = [(spec, _create_demo_survey(spec, now - timedelta(weeks=13))) for spec in DEMO_SURVEYS]
     counts = [int(responses * spec.share) for spec in DEMO_SURVEYS]
     counts[0] += responses - sum(counts)
-    session = db.session()
-    expire_on_commit, session.expire_on_commit = session.expire_on_commit, False  # the only writer here
-    try:
-        session.commit()
+    with unit_of_work(DEMO):
         for (spec, survey), count in zip(surveys, counts, strict=True):
             if spec.send_on_resolution:
                 _seed_ticket_ratings(spec, survey, rng, now)
             else:
                 _seed_survey_responses(spec, survey, count, rng, now)
-        _pick_up_follow_ups(rng, now)
-        session.commit()
-    finally:
-        session.expire_on_commit = expire_on_commit
+        expire_invitations(now)  # what the scheduled job would have stored by now
+    _pick_up_follow_ups(rng, now)
     return True
 
 
@@ -703,45 +422,3 @@ def demo_survey_totals() -> tuple[int, int, int]:
         db.session.scalar(responses) or 0,
         db.session.scalar(sa.select(sa.func.count(Ticket.id)).where(Ticket.csat_score.is_not(None))) or 0,
     )
-
-
-def seed_demo(
-    customers: int,
-    progress: Callable[[int], None] | None = None,
-    batch_size: int = 1000,
-    seed: int | None = None,
-    tickets: int = 0,
-    purchases: int = 0,
-    survey_responses: int = 0,
-) -> list[tuple[str, str, str]]:
-    """Add demo staff (first time), customers (batch by batch), tickets, purchases and surveys.
-
-    `progress` is told how many items of each kind are done: customers batch by batch, then
-    the tickets, the buyers and the survey responses as each phase ends.
-    """
-    staff = seed_demo_staff()
-    rng = random.Random(seed)
-    fake_cn, fake_en = Faker("zh_CN"), Faker("en_GB")
-    if seed is not None:
-        fake_cn.seed_instance(seed)
-        fake_en.seed_instance(seed + 1)
-    start = db.session.scalar(sa.select(sa.func.coalesce(sa.func.max(Customer.id), 0))) or 0
-    for offset in range(0, customers, batch_size):
-        size = min(batch_size, customers - offset)
-        db.session.add_all(demo_customer(fake_cn, fake_en, rng, start + offset + i + 1) for i in range(size))
-        db.session.commit()
-        db.session.expunge_all()
-        if progress:
-            progress(size)
-    progress = progress or (lambda _done: None)
-    if tickets:
-        seed_demo_tickets(tickets, rng)
-        db.session.commit()
-        progress(tickets)
-    if purchases:
-        seed_demo_purchases(rng, purchases)
-        progress(purchases)
-    if survey_responses:
-        seed_demo_surveys(rng, survey_responses)  # after tickets: resolved ones get rated
-        progress(survey_responses)
-    return staff
