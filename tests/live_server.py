@@ -1,0 +1,66 @@
+"""A real Patron server for tests: gunicorn on a free 127.0.0.1 port, against a database the test made."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.common import PATRON, ROOT, free_port, server_errors_logged, wait_until_ready
+
+# Limits a deployment sets per client address; here every client is 127.0.0.1.
+GENEROUS_LIMITS = {
+    "PATRON_PUBLIC_FORM_RATE_LIMIT": "100000 per minute",
+    "PATRON_SURVEY_RATE_LIMIT": "100000 per minute",
+    "PATRON_TRACKING_RATE_LIMIT": "100000 per minute",
+    "PATRON_LOGIN_RATE_LIMIT": "1000 per minute",
+}
+
+
+def server_environment(database_url: str, workdir: Path, key_material: dict) -> dict[str, str]:
+    """What a deployment gives Patron: the database, an instance folder, the test's keys, a secret."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATRON_") and k != "DATABASE_URL"}
+    keys = ",".join(f"{version}:{key}" for version, key in key_material["encryption_keys"].items())
+    env.update(
+        DATABASE_URL=database_url,
+        PATRON_INSTANCE_PATH=str(workdir / "instance"),
+        PATRON_SECRET_KEY=secrets.token_urlsafe(32),
+        PATRON_ENCRYPTION_KEYS=keys,
+        PATRON_BLIND_INDEX_KEY=key_material["blind_index_key"],
+        RATELIMIT_STORAGE_URI="memory://",
+        **GENEROUS_LIMITS,
+    )
+    return env
+
+
+@contextmanager
+def patron_server(env: dict[str, str], workdir: Path, workers: int = 2, threads: int = 4) -> Iterator[str]:
+    """Serve Patron with gunicorn's threaded workers until the block ends; yields the base URL."""
+    port = free_port()
+    log = workdir / "gunicorn.log"
+    command = [
+        *(sys.executable, "-m", "gunicorn", "--worker-class", "gthread"),
+        *("--workers", str(workers), "--threads", str(threads), "--bind", f"127.0.0.1:{port}"),
+        *PATRON,
+    ]
+    with log.open("w") as out:
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_until_ready(port, server, log, "/api/v1/openapi.json")
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+def first_traceback(workdir: Path) -> str:
+    """The first traceback the server logged ("" if none), to explain a 5xx."""
+    return server_errors_logged(workdir)
