@@ -238,7 +238,7 @@ def test_a_busy_database_keeps_every_answer_and_asks_to_send_again(client, surve
         busy = submit(client, url, answers(survey, nps="4", liked=("态度", "价格"), text="排队太久"), page)
     assert busy.status_code == 503
     html = busy.text
-    assert "The database was busy; your answers were not saved yet. Please send them again." in html
+    assert "数据库繁忙，您的回答尚未保存。请再次提交。" in html  # the survey's language
     assert 'value="4" checked' in html and 'value="态度" checked' in html and 'value="价格" checked' in html
     assert "排队太久</textarea>" in html and stored() == []
     again = {"csrf_token": csrf_token(html), "submission_key": csrf_token(html, "submission_key")}

@@ -365,12 +365,9 @@ def _raise_events(
 
 def link_follow_up(response_id: int, ticket_id: int) -> None:
     """Record on a response the follow-up ticket its answer opened."""
-    current_uow()
-    db.session.execute(
-        sa.update(SurveyResponse)
-        .where(SurveyResponse.id == response_id)
-        .values(follow_up_ticket_id=ticket_id)
-        .execution_options(synchronize_session=False)
+    responses = SurveyResponse.__table__  # Core, not the ORM's bulk update: the answer path is hot
+    current_uow().session.execute(
+        sa.update(responses).where(responses.c.id == response_id).values(follow_up_ticket_id=ticket_id)
     )
 
 

@@ -293,6 +293,7 @@ class NewTicket:
     customer_id: int | None = None
     owner_id: int | None = None
     first_message: str | None = None
+    first_message_kind: str = "inbound"  # "note" for a ticket the system opens (a follow-up)
     contact_name: str | None = None
     contact_email: str | None = None
     contact_phone: str | None = None
@@ -326,8 +327,12 @@ def open_ticket(spec: NewTicket, now: datetime | None = None) -> tuple[Ticket, s
     )
     schedule(ticket, load_calendar())
     _log(ticket, "status", None, "new", now)
+    if spec.first_message_kind not in MESSAGE_KINDS:
+        raise TicketError(f"unknown message kind {spec.first_message_kind!r}")
     if spec.first_message:
-        ticket.messages.append(TicketMessage(kind="inbound", body=spec.first_message, created_at=now))
+        ticket.messages = [
+            TicketMessage(kind=spec.first_message_kind, body=spec.first_message, created_at=now)
+        ]
     uow.add(ticket)
     uow.session.flush()  # the audit event names the ticket by its id
     uow.audit("ticket.create", "ticket", ticket.id, ["subject", "channel", "priority"])
