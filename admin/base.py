@@ -192,8 +192,10 @@ def stream_csv(filename: str, header: list, rows: t.Iterable[list], session) -> 
 def _really_changed(history: t.Any) -> bool:
     if not history.has_changes():
         return False
+    # An edit that puts "" where there was nothing (NULL) changes nothing; on a new row (nothing
+    # before at all) every field given counts.
     before, after = list(history.deleted), list(history.added)
-    return not (len(before) <= 1 and len(after) <= 1 and not any(before) and not any(after))
+    return not (len(before) == 1 and not before[0] and len(after) <= 1 and not any(after))
 
 
 class StaffModelView(StaffAccess, ModelView):
