@@ -54,8 +54,8 @@ def can_view_pii() -> bool:
     return bool(current_user.is_authenticated and current_user.can("customer.view_pii"))
 
 
-class StaffAccess:
-    """Mixin: the view needs a signed-in member of staff holding `right`.
+class StaffAccess(BaseView):
+    """Base of every staff view: it needs a signed-in member of staff holding `right`.
 
     `endpoint_rights` names further rights for single endpoints of the view
     (e.g. {"export": "customer.export"}); they are checked on top of `right`.
@@ -75,7 +75,7 @@ class StaffAccess:
     def _handle_view(self, name: str, **kwargs: t.Any):
         if not self.may(name):
             return self.inaccessible_callback(name, **kwargs)
-        return super()._handle_view(name, **kwargs)  # type: ignore[misc]  # a mixin of Flask-Admin's views
+        return super()._handle_view(name, **kwargs)
 
     def inaccessible_callback(self, name: str, **kwargs: t.Any):
         if not current_user.is_authenticated:

@@ -231,11 +231,15 @@ def gunicorn(
     app: tuple[str, ...] = PATRON,
     ready: str = PATRON_READY,
     log_name: str = "gunicorn",
+    options: tuple[str, ...] = (),
 ) -> Iterator[Server]:
-    """Serve `app` (by default `app:create_app()`) with gunicorn sync workers until the block ends."""
+    """Serve `app` (by default `app:create_app()`) with gunicorn until the block ends.
+
+    Sync workers unless `options` say otherwise (e.g. `--worker-class gthread --threads 4`).
+    """
     port = free_port()
     log = workdir / f"{log_name}.log"
-    command = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}"]
+    command = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}", *options]
     with log.open("w") as out:
         server = subprocess.Popen([*command, *app], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:

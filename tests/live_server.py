@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import PATRON, ROOT, free_port, server_errors_logged, wait_until_ready
+from bench.common import gunicorn, server_errors_logged
 
 # Limits a deployment sets per client address; here every client is 127.0.0.1.
 GENEROUS_LIMITS = {
@@ -40,25 +38,9 @@ def server_environment(database_url: str, workdir: Path, key_material: dict) -> 
 @contextmanager
 def patron_server(env: dict[str, str], workdir: Path, workers: int = 2, threads: int = 4) -> Iterator[str]:
     """Serve Patron with gunicorn's threaded workers until the block ends; yields the base URL."""
-    port = free_port()
-    log = workdir / "gunicorn.log"
-    command = [
-        *(sys.executable, "-m", "gunicorn", "--worker-class", "gthread"),
-        *("--workers", str(workers), "--threads", str(threads), "--bind", f"127.0.0.1:{port}"),
-        *PATRON,
-    ]
-    with log.open("w") as out:
-        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            wait_until_ready(port, server, log, "/api/v1/openapi.json")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+    threaded = ("--worker-class", "gthread", "--threads", str(threads))
+    with gunicorn(env, workdir, workers, options=threaded) as server:
+        yield f"http://127.0.0.1:{server.port}"
 
 
 def first_traceback(workdir: Path) -> str:
