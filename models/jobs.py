@@ -88,8 +88,13 @@ def decode_outcome(text: str) -> dict[str, int | str]:
 
 
 def ensure_scheduled(names: Iterable[str], now: datetime) -> None:
-    """Give every named job a schedule row, due at once, unless it has one (safe to run at once)."""
-    rows = [{"name": name, "next_due_at": now, "last_outcome": ""} for name in names]
+    """Give every named job a schedule row, due at once, unless it has one (safe to run at once).
+
+    Rows go in by name, whatever order the caller gave: two runners inserting the same new
+    names in opposite orders would otherwise each wait on the other's unique key (a deadlock
+    on PostgreSQL).
+    """
+    rows = [{"name": name, "next_due_at": now, "last_outcome": ""} for name in sorted(set(names))]
     if not rows:
         return
     table = ScheduledJob.__table__
