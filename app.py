@@ -28,6 +28,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_template_globals(app)
     register_errorhandlers(app)
     register_security_headers(app)
+    register_session_hooks(app)
     register_cli(app)
     return app
 
@@ -90,6 +91,13 @@ def register_blueprints(app: Flask) -> None:
     @app.route("/")
     def home():
         return redirect(url_for("admin.index"))
+
+
+def register_session_hooks(app: Flask) -> None:
+    """Staff sessions: recorded at sign-in, ended when idle or too old (admin/session_hooks.py)."""
+    from admin.session_hooks import register_session_hooks as register
+
+    register(app)
 
 
 def register_admin(app: Flask) -> None:
