@@ -310,3 +310,13 @@ commands = [
     import_purchases_command,
     run_jobs_command,
 ]
+
+
+def _security_commands() -> list[click.Command]:
+    import cli_security  # imported late: its commands use this module's command_unit_of_work
+
+    return cli_security.commands
+
+
+commands += _security_commands()
+

@@ -33,6 +33,17 @@ DEFAULTS = {
     # Minutes between runs by job name, over the jobs' own defaults
     # (e.g. PATRON_JOB_INTERVALS='{"escalate-sla": 10}').
     "JOB_INTERVALS": {},
+    # Sign-in security (issue 10). Roles that must use two-factor sign-in ("*" for every role).
+    "TWO_FACTOR_REQUIRED_ROLES": ["admin", "manager"],
+    # Staff sessions end after this long without a request, and this long after sign-in at most.
+    "SESSION_IDLE_MINUTES": 30,
+    "SESSION_ABSOLUTE_HOURS": 12,
+    # Searches by email, phone or name per member of staff.
+    "CONTACT_SEARCH_RATE_LIMIT": "60 per hour",
+    # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (0: none).
+    "TRUSTED_PROXIES": 0,
+    # Backups kept by the nightly backup job (in BACKUP_DIR, default instance/backups).
+    "BACKUP_KEEP": 7,
 }
 
 PRODUCTION = {"SESSION_COOKIE_SECURE": True, "PREFERRED_URL_SCHEME": "https"}
