@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import cache
 
 from babel.support import NullTranslations, Translations
-from flask import Flask, abort
+from flask import Flask, abort, g
 from flask_babel import get_locale
 from flask_wtf import FlaskForm
 from wtforms.i18n import messages_path
@@ -32,6 +33,14 @@ class CheckedForm(FlaskForm):
         if self.meta.csrf and "csrf_token" in self.errors:
             abort(400, description="CSRF token missing or invalid.")
         return valid
+
+
+def csp_nonce() -> str:
+    """This response's Content-Security-Policy nonce for inline scripts (one per request)."""
+    nonce = g.get("csp_nonce")
+    if nonce is None:
+        nonce = g.csp_nonce = secrets.token_urlsafe(18)
+    return nonce
 
 
 SECURITY_HEADERS = {

@@ -40,6 +40,7 @@ from models.surveys.invitations import Invitation
 from models.tickets.policy import BusinessCalendar, Holiday, SlaPolicy
 from models.tickets.ticket import Ticket, TicketCategory
 from models.user import StaffUser
+from security import csp_nonce
 
 
 def init_admin(app: Flask) -> Admin:
@@ -49,6 +50,7 @@ def init_admin(app: Flask) -> Admin:
         name="Patron",
         theme=Bootstrap4Theme(base_template="admin/patron_base.html", fluid=True),
         index_view=DashboardView(name=_l("Home"), url="/admin"),
+        csp_nonce_generator=csp_nonce,
     )
     admin.add_view(CustomerView(Customer, db, name=_l("Customers"), endpoint="customers"))
     tickets = _l("Tickets")
