@@ -1,29 +1,50 @@
-"""The customer screens: PII shown or masked by role, exact search by blind index, audited."""
+"""The customer screens: PII shown or masked by role, exact search by blind index, audited.
+
+Search terms travel in a POST to /search/, never in a URL: the list pages carry the term
+sealed (`q`, opaque, for one member of staff, expiring). A look-up by email or phone needs
+the right to see personal data; each one is audited (its kind and count, never the term) and
+counted against CONTACT_SEARCH_RATE_LIMIT per member of staff.
+"""
 
 from __future__ import annotations
 
+import json
+import typing as t
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
 import sqlalchemy as sa
-from flask import flash, redirect, request, url_for
+from flask import abort, current_app, flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
+from flask_admin.form import SecureForm
+from flask_admin.model.base import ViewArgs
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from limits import parse as parse_limit
 from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from admin.base import StaffModelView, can_view_pii, flash_busy
 from admin.fields import TAGS_HELP, choices, valid_email, valid_phone
-from models import db
+from extensions import limiter
+from models import db, utcnow
+from models.crypto import UnreadableValue, keyring
 from models.customer import (
+    CONTACT_SEARCH_RIGHT,
     CUSTOMER_LANGUAGES,
     GENDER_LABELS,
     PII_FIELDS,
     SOURCE_LABELS,
+    ContactSearch,
     Customer,
     CustomerMustBeKept,
     check_customer_deletable,
-    contact_filter,
+    contact_search,
+    record_contact_search,
+    record_refused_contact_search,
 )
 from models.loyalty.ledger import (
     ENTRY_LABELS,
@@ -65,6 +86,102 @@ def language_label(view, context, model: Customer, name: str):
 
 
 PERSONAL_FORMATTERS = {name: personal_value for name in PII_FIELDS}
+
+# Searches --------------------------------------------------------------------------------------
+SEARCH_ARG = "q"
+SEARCH_LIFETIME = timedelta(minutes=30)
+MAX_SEARCH_LENGTH = 254
+
+
+def seal_search(term: str, staff_id: int, now: datetime) -> str:
+    """An opaque token for a search term, for one member of staff, expiring (sealed by the key ring)."""
+    payload = json.dumps({"term": term, "expires": int((now + SEARCH_LIFETIME).timestamp())})
+    return keyring().seal(payload, f"customer.search:{staff_id}")
+
+
+def open_search(token: str, staff_id: int, now: datetime) -> str | None:
+    """The term of a token sealed for this member of staff; None if expired, foreign or forged."""
+    try:
+        payload = json.loads(keyring().open(token, f"customer.search:{staff_id}"))
+        term, expires = str(payload["term"]), int(payload["expires"])
+    except (UnreadableValue, ValueError, KeyError, TypeError):
+        return None
+    return term if now.timestamp() < expires else None
+
+
+@dataclass(frozen=True)
+class ActiveSearch:
+    """The search a list page shows: its token from the address, and the term sealed in it."""
+
+    token: str | None = None
+    term: str | None = None
+
+    @property
+    def expired(self) -> bool:
+        return self.token is not None and self.term is None
+
+
+def active_search() -> ActiveSearch:
+    """This request's search, read from its `q` argument once."""
+    if "customer_search" not in g:
+        token = request.args.get(SEARCH_ARG) or None
+        term = open_search(token, current_user.id, utcnow()) if token else None
+        g.customer_search = ActiveSearch(token, term)
+    return g.customer_search
+
+
+def may_search_by_contact() -> bool:
+    """Whether the signed-in member of staff may look customers up by email or phone."""
+    return bool(current_user.is_authenticated and current_user.can(CONTACT_SEARCH_RIGHT))
+
+
+def take_contact_search() -> str | None:
+    """Count a look-up by email or phone against the staff member's limit; the refusal if over it."""
+    if not limiter.enabled:
+        return None
+    limit = parse_limit(current_app.config["CONTACT_SEARCH_RATE_LIMIT"])
+    keys = ("contact-search", str(current_user.id))  # per member of staff, wherever they sign in from
+    if limiter.limiter.hit(limit, *keys):
+        return None
+    reset_at, _remaining = limiter.limiter.get_window_stats(limit, *keys)
+    return _(
+        "You have reached the limit of %(count)d searches by email or phone number. "
+        "Try again after %(time)s, or search by member number, city or tag.",
+        count=limit.amount,
+        time=format_datetime(datetime.fromtimestamp(reset_at, UTC), "yyyy-MM-dd HH:mm"),
+    )
+
+
+def search_refusal(found: ContactSearch | None) -> str | None:
+    """Why a search finds nothing before it is run: no right to look up by contact, or a bad address."""
+    if found is None:
+        return None
+    if not may_search_by_contact():
+        return _(
+            "Searching by email or phone number needs the right to see personal data, so nothing "
+            "was looked up. Search by member number, city or tag instead."
+        )
+    return found.problem
+
+
+class CustomerSearchForm(SecureForm):
+    """The list's search box. Flask-Admin's CSRF, as on the list's other forms."""
+
+    search = StringField(validators=[Optional(), Length(max=MAX_SEARCH_LENGTH)])
+
+
+@dataclass
+class SearchBox:
+    """What the list template needs to draw the search box and its notice."""
+
+    form: CustomerSearchForm
+    action: str
+    term: str
+    clear_url: str
+    placeholder: str
+    notice: str | None
+
+
 LABEL_FORMATTERS = {
     "gender": gender_label,
     "source_channel": source_label,
@@ -138,6 +255,7 @@ class CustomerView(StaffModelView):
     column_searchable_list = ["member_no", "city", "tags"]
     column_filters = ["city", "gender", "language", "source_channel", "tags", "created_at"]
     can_view_details = True
+    list_template = "admin/customer_list.html"
     details_template = "admin/customer_details.html"
     simple_list_pager = False
 
@@ -177,14 +295,119 @@ class CustomerView(StaffModelView):
     def can_export(self) -> bool:
         return self.may("export")
 
+    # Search. Written after Flask-Admin 2.2.1 (flask_admin/model/base.py): index_view reads the
+    # term from `?search=` (_get_list_extra_args) and writes it into every list URL it makes
+    # (_get_list_url: pager, sort, page size, return_url); here the term comes from the sealed
+    # `q` instead, and goes back into the URLs sealed.
+    def _handle_view(self, name: str, **kwargs: t.Any):
+        refused = super()._handle_view(name, **kwargs)
+        if refused is None and name in ("index_view", "export") and "search" in request.args:
+            # An old or pasted address with a term in it: the term is dropped, never searched for.
+            flash(
+                _("Searches are not read from the page address. Type your search in the search box."),
+                "info",
+            )
+            kept = {k: v for k, v in request.args.items() if k != "search"}
+            return redirect(self.get_url(".index_view", **kept))
+        return refused
+
+    def _get_list_extra_args(self) -> ViewArgs:
+        args = super()._get_list_extra_args()
+        extra = {k: v for k, v in args.extra_args.items() if k != SEARCH_ARG}
+        return args.clone(search=active_search().term, extra_args=extra)
+
+    def _get_list_url(self, view_args: ViewArgs) -> str:
+        if view_args.search:
+            current = active_search()
+            if current.term == view_args.search and current.token:
+                token = current.token
+            else:
+                token = seal_search(view_args.search, current_user.id, utcnow())
+            extra = view_args.extra_args | {SEARCH_ARG: token}
+            view_args = view_args.clone(search=None, extra_args=extra)
+        return super()._get_list_url(view_args)
+
     def _apply_search(self, query, count_query, joins, count_joins, search):
-        match = contact_filter(search)
-        if match is None:
+        found = contact_search(search)
+        if found is None:
             return super()._apply_search(query, count_query, joins, count_joins, search)
+        # By blind index, for those who may; anyone else, and a malformed address, finds nothing.
+        match = found.clause if found.clause is not None and may_search_by_contact() else sa.false()
         query = query.filter(match)
         if count_query is not None:
             count_query = count_query.filter(match)
         return query, count_query, joins, count_joins
+
+    @expose("/search/", methods=("POST",))
+    def search(self):
+        """The search box: checked, audited and counted here, then the list with the term sealed."""
+        form = CustomerSearchForm(request.form)
+        # The list's sort, filters and page size come in the action's address (never the term).
+        view_args = self._get_list_extra_args().clone(page=None, search=None)
+        if not form.validate():
+            if "csrf_token" in form.errors:
+                abort(400, description="CSRF token missing or invalid.")
+            for message in form.search.errors:
+                flash(str(message), "error")
+            return redirect(self._get_list_url(view_args))
+        term = (form.search.data or "").strip()
+        found = contact_search(term) if term else None
+        if found is not None and not self._look_up_by_contact(term, found, view_args):
+            return redirect(self._get_list_url(view_args))
+        return redirect(self._get_list_url(view_args.clone(search=term or None)))
+
+    def _look_up_by_contact(self, term: str, found: ContactSearch, view_args: ViewArgs) -> bool:
+        """Audit a search by email or phone and count it against the limit; False if it may not run.
+
+        A search refused for want of the right still goes on to the list, which says why it
+        found nothing; a malformed address is looked up nowhere and the list says what is wrong.
+        """
+        try:
+            if not may_search_by_contact():
+                with self.unit_of_work():
+                    record_refused_contact_search(found.kind, "no right")
+                return True
+            if found.clause is None:
+                return True
+            over_limit = take_contact_search()
+            if over_limit:
+                with self.unit_of_work():
+                    record_refused_contact_search(found.kind, "rate limit")
+                flash(over_limit, "error")
+                return False
+            count, _query = self.get_list(0, None, False, term, view_args.filters, execute=False, page_size=0)
+            with self.unit_of_work():
+                record_contact_search(found.kind, count or 0)
+        except WriteBusy:
+            flash(_("The database was busy; your search was not run. Please try again."), "error")
+            return False
+        return True
+
+    def search_box(self, kwargs: dict) -> dict:
+        """The list template's search box (a POST form), in place of Flask-Admin's GET one."""
+        current = active_search()
+        view_args = self._get_list_extra_args()
+        list_args = {k: v for k, v in request.args.items() if k not in (SEARCH_ARG, "search", "page")}
+        notice = _("This search has expired. Please search again.") if current.expired else None
+        if current.term:
+            notice = search_refusal(contact_search(current.term))
+        if may_search_by_contact():
+            placeholder = _("Member no., city, tag, email or phone")
+        else:
+            placeholder = _("Member no., city or tag")
+        extra_args = dict(kwargs.get("extra_args") or {})
+        if current.term and current.token:
+            extra_args[SEARCH_ARG] = current.token  # the filter form keeps the search
+        box = SearchBox(
+            form=CustomerSearchForm(formdata=None),
+            action=self.get_url(".search", **list_args),
+            term=current.term or "",
+            clear_url=self._get_list_url(view_args.clone(search=None, page=None)),
+            placeholder=placeholder,
+            notice=notice,
+        )
+        # Flask-Admin's own search box is a GET form, and its filter form would carry the term.
+        return {"search_box": box, "search_supported": False, "search": None, "extra_args": extra_args}
 
     def on_model_delete(self, model: Customer) -> None:
         try:
@@ -250,6 +473,8 @@ class CustomerView(StaffModelView):
 
     def render(self, template, **kwargs):
         """Every page that shows a customer's unmasked details leaves an audit event."""
+        if template == self.list_template:
+            kwargs.update(self.search_box(kwargs))
         if template == self.details_template and kwargs.get("model") is not None:
             kwargs["loyalty"] = self.loyalty_panel(kwargs["model"])
             kwargs["survey_invitations"] = customer_invitations(kwargs["model"].id)

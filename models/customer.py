@@ -26,6 +26,7 @@ from models.contact import (
     normalise_phone,
 )
 from models.crypto import EncryptedDate, EncryptedText, blind_index
+from models.uow import current_uow
 
 
 class Gender(enum.StrEnum):
@@ -147,17 +148,56 @@ def default_region() -> str:
     return current_app.config.get("DEFAULT_PHONE_REGION", "CN")
 
 
-def contact_filter(term: str) -> sa.ColumnElement[bool] | None:
-    """A WHERE clause matching the term by blind index, or None if it is no email/phone."""
+# Who may look customers up by email or phone (blind index): a look-up confirms the address or
+# number it was given, so it needs the right to see them.
+CONTACT_SEARCH_RIGHT = "customer.view_pii"
+
+
+class ContactSearch(t.NamedTuple):
+    """A search term read as a contact key: its kind, and its WHERE clause (None if malformed)."""
+
+    kind: str  # "email" or "phone"
+    clause: sa.ColumnElement[bool] | None
+    problem: str | None = None
+
+
+def contact_search(term: str) -> ContactSearch | None:
+    """The term as an email or phone look-up by blind index; None for any other term.
+
+    Anything with an @ is an email (a malformed one says why); a term without letters that
+    reads as a valid phone number is a phone; the rest (member numbers, cities, tags) is not
+    a contact key.
+    """
     term = term.strip()
+    if "@" in term:
+        try:
+            return ContactSearch("email", Customer.email_bidx == blind_index("email", email_lookup_key(term)))
+        except InvalidContact as exc:
+            return ContactSearch("email", None, str(exc))
+    if any(ch.isalpha() for ch in term):
+        return None  # a member number or a name, never a phone number: skip the costly parse
     try:
-        if "@" in term:
-            return Customer.email_bidx == blind_index("email", email_lookup_key(term))
-        if any(ch.isalpha() for ch in term):
-            return None  # a member number or a name, never a phone number: skip the costly parse
-        return Customer.phone_bidx == blind_index("phone", normalise_phone(term, default_region()))
+        normalised = normalise_phone(term, default_region())
     except InvalidContact:
         return None
+    return ContactSearch("phone", Customer.phone_bidx == blind_index("phone", normalised))
+
+
+def contact_filter(term: str) -> sa.ColumnElement[bool] | None:
+    """A WHERE clause matching the term by blind index, or None if it is no email/phone."""
+    found = contact_search(term)
+    return found.clause if found else None
+
+
+def record_contact_search(kind: str, results: int) -> None:
+    """Audit a look-up by email or phone: who and when (the unit of work), the kind, the count."""
+    current_uow().audit("customer.search", "customer", None, [kind], detail=f"key={kind} results={results}")
+
+
+def record_refused_contact_search(kind: str, reason: str) -> None:
+    """Audit a look-up by email or phone that was refused ("no right", "rate limit"); never the term."""
+    detail = f"key={kind} reason={reason}"
+    current_uow().audit("customer.search_refused", "customer", None, [kind], detail=detail)
 
 
 def find_customer(term: str) -> tuple[int, str | None] | None:
