@@ -1,4 +1,4 @@
-"""A staff member's own account: change password, choose the interface language."""
+"""A staff member's own account: change password, choose the interface language, see and end sessions."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ from flask import flash, redirect, url_for
 from flask_admin import expose
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_login import current_user, login_user
 from wtforms import PasswordField, SelectField, SubmitField, ValidationError
 from wtforms.validators import EqualTo, InputRequired
 
-from admin.base import StaffView, flash_busy
+from admin.base import StaffView, flash_busy, local_time
+from admin.session_hooks import current_session_id, idle_limit_text, lifetime_limit_text, session_limits
+from models import utcnow
+from models.staff_session import StaffSession, active_sessions, end_other_sessions, end_session_of
 from models.uow import WriteBusy
 from models.user import (
     LANGUAGES,
@@ -56,6 +60,21 @@ class PreferencesForm(CheckedForm):
         self.timezone.choices = [("", _l("Panel default"))] + [(z, z) for z in timezone_names()]
 
 
+class SessionForm(CheckedForm):
+    """The CSRF-checked form behind each "Sign out" button of the session list."""
+
+    submit_end = SubmitField(_l("Sign out"))
+
+
+def device_label(record: StaffSession) -> str:
+    """The browser and system, e.g. "Chrome on Linux", or what of it the User-Agent told."""
+    if record.browser and record.system:
+        return _("%(browser)s on %(system)s", browser=record.browser, system=record.system)
+    if record.browser or record.system:
+        return record.browser or record.system
+    return _("Unknown browser")
+
+
 class AccountView(StaffView):
     right = "dashboard.view"
 
@@ -73,9 +92,7 @@ class AccountView(StaffView):
             if password_form.submit_password.data and password_form.validate_on_submit():
                 with self.unit_of_work():
                     change_password(user, password_form.new.data)
-                login_user(user)  # this browser continues under the new session version
-                flash(_("Your password was changed. Other sessions were signed out."), "success")
-                return redirect(url_for(".index"))
+                return self._continue_after_password_change(user)
             if language_form.submit_language.data and language_form.validate_on_submit():
                 with self.unit_of_work():
                     set_preferences(user, language_form.language.data, language_form.timezone.data)
@@ -83,4 +100,78 @@ class AccountView(StaffView):
                 return redirect(url_for(".index"))
         except WriteBusy:
             flash_busy()  # the forms are shown again with what was chosen
-        return self.render("admin/account.html", password_form=password_form, language_form=language_form)
+        return self.render(
+            "admin/account.html",
+            password_form=password_form,
+            language_form=language_form,
+            session_form=SessionForm(prefix="sessions"),
+            sessions=self._session_rows(),
+            idle_limit=idle_limit_text(session_limits()),
+            lifetime_limit=lifetime_limit_text(session_limits()),
+        )
+
+    def _continue_after_password_change(self, user):
+        """This browser goes on under a new session; every other one ended with the old version."""
+        try:
+            login_user(user)
+        except WriteBusy:
+            # The password is changed, but this browser's new session could not be stored.
+            flash(_("Your password was changed. Please sign in again with the new password."), "warning")
+            return redirect(url_for("staff_auth.login"))
+        flash(_("Your password was changed. Other sessions were signed out."), "success")
+        return redirect(url_for(".index"))
+
+    def _session_rows(self) -> list[dict]:
+        """This member of staff's working sessions, for the list: this browser's first."""
+        this = current_session_id()
+        rows = [
+            {
+                "id": record.id,
+                "device": device_label(record),
+                "ip": record.ip or "",
+                "started": local_time(self, record.created_at, "created_at"),
+                "last_seen": local_time(self, record.last_seen_at, "last_seen_at"),
+                "current": record.id == this,
+            }
+            for record in active_sessions(current_user._get_current_object(), utcnow(), session_limits())
+        ]
+        return sorted(rows, key=lambda row: not row["current"])
+
+    @expose("/sessions/<int:session_id>/end", methods=("POST",))
+    def end_session(self, session_id: int):
+        """Sign out one other session of this member of staff."""
+        SessionForm(prefix="sessions").validate_on_submit()  # a missing or wrong CSRF token: 400
+        if session_id == current_session_id():
+            flash(_("This is the session you are using; use Sign out in the menu to end it."), "info")
+            return redirect(url_for(".index"))
+        user = current_user._get_current_object()
+        try:
+            with self.unit_of_work():
+                ended = end_session_of(user, session_id, current_session_id(), utcnow(), session_limits())
+        except WriteBusy:
+            flash_busy()
+            return redirect(url_for(".index"))
+        if ended:
+            flash(_("That session was signed out."), "success")
+        else:
+            flash(_("That session had already ended."), "info")
+        return redirect(url_for(".index"))
+
+    @expose("/sessions/end-others", methods=("POST",))
+    def end_others(self):
+        """Sign out every session of this member of staff but this one."""
+        SessionForm(prefix="sessions").validate_on_submit()
+        user = current_user._get_current_object()
+        try:
+            with self.unit_of_work():
+                ended = end_other_sessions(user, current_session_id(), utcnow(), session_limits())
+        except WriteBusy:
+            flash_busy()
+            return redirect(url_for(".index"))
+        flash(
+            ngettext(
+                "%(num)d other session was signed out.", "%(num)d other sessions were signed out.", len(ended)
+            ),
+            "success",
+        )
+        return redirect(url_for(".index"))
