@@ -31,7 +31,7 @@ messages: $(VENV)/.installed
 
 run: install
 	$(BIN)/flask db upgrade
-	$(BIN)/flask bootstrap
+	$(BIN)/flask bootstrap --demo
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 
 test: install-dev

@@ -6,9 +6,11 @@ import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import click
 import sqlalchemy as sa
+from click.core import ParameterSource
 from flask import current_app
 from flask.cli import with_appcontext
 
@@ -66,24 +68,52 @@ def generated_password() -> str:
     return secrets.token_urlsafe(15)
 
 
+DEMO_SIZES = ("customers", "tickets", "buyers", "responses")
+
+
 @click.command("bootstrap")
-@click.option("--customers", default=300, show_default=True, help="Demo customers on first run.")
-@click.option("--tickets", default=60, show_default=True, help="Demo tickets on first run.")
-@click.option("--buyers", default=120, show_default=True, help="Demo customers with purchases and points.")
 @click.option(
-    "--responses", default=240, show_default=True, help="Demo survey responses (and ticket ratings)."
+    "--demo",
+    is_flag=True,
+    help="Also add demo data, three demo staff accounts and a demo API key (never on a real database).",
+)
+@click.option("--customers", default=300, show_default=True, help="Demo customers (with --demo).")
+@click.option("--tickets", default=60, show_default=True, help="Demo tickets (with --demo).")
+@click.option("--buyers", default=120, show_default=True, help="Demo customers with purchases (with --demo).")
+@click.option(
+    "--responses",
+    default=240,
+    show_default=True,
+    help="Demo survey responses and ticket ratings (with --demo).",
 )
 @with_appcontext
-def bootstrap_command(customers: int, tickets: int, buyers: int, responses: int) -> None:
-    """First run only: create an admin (password printed once) and demo data."""
+def bootstrap_command(demo: bool, customers: int, tickets: int, buyers: int, responses: int) -> None:
+    """First run only: create the admin (password printed once); --demo adds demo data and accounts."""
+    context = click.get_current_context()
+    given = [name for name in DEMO_SIZES if context.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+    if given and not demo:
+        raise click.UsageError(f"--{given[0]} only applies with --demo")
     if db.session.scalar(sa.select(sa.func.count(StaffUser.id))):
         click.echo("Patron is set up already; sign in with your account.")
         return
     password = generated_password()
     with command_unit_of_work():
         create_staff_user("admin@patron.local", password, Role.ADMIN, display_name="Admin")
+    if not demo:
+        click.echo("=" * 64)
+        click.echo("  Admin sign-in:  admin@patron.local")
+        click.echo(f"  Password:       {password}")
+        click.echo("  The password is shown only now; store it safely.")
+        click.echo("  No demo data or demo accounts were added (flask bootstrap --demo adds them).")
+        click.echo("=" * 64)
+        return
     # Shown before the demo data: if seeding stops half-way, the admin can still sign in.
     click.echo(f"Admin account: admin@patron.local / {password} (shown again below)")
+    _bootstrap_demo(password, customers, tickets, buyers, responses)
+
+
+def _bootstrap_demo(admin_password: str, customers: int, tickets: int, buyers: int, responses: int) -> None:
+    """Demo data, demo staff and a demo API key with every scope, and their sign-ins printed once."""
     staff = _seed_with_progress(customers, tickets, buyers, responses)
     with command_unit_of_work(DEMO):
         _key, api_key = create_api_key("Demo POS", "demo-pos", list(SCOPES))
@@ -91,7 +121,7 @@ def bootstrap_command(customers: int, tickets: int, buyers: int, responses: int)
     click.echo("=" * 64)
     click.echo("  Patron is ready at http://127.0.0.1:5000")
     click.echo("  Admin sign-in:  admin@patron.local")
-    click.echo(f"  Password:       {password}")
+    click.echo(f"  Password:       {admin_password}")
     for email, role, staff_password in staff:
         click.echo(f"  Demo {role:<8}  {email}  {staff_password}")
     click.echo(f"  Demo API key:   {api_key}")
@@ -295,6 +325,75 @@ def import_purchases_command(csv_file, source: str, dry_run: bool) -> None:
     )
 
 
+@click.command("backup")
+@click.argument("path", type=click.Path(path_type=Path))
+@with_appcontext
+def backup_command(path: Path) -> None:
+    """Write an encrypted, checked backup of the database to PATH (a new file, or into a folder)."""
+    from models.backup import BackupError, backup_file_name, record_backup, write_backup
+
+    target = path / backup_file_name() if path.is_dir() else path
+    try:
+        info = write_backup(target)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    with command_unit_of_work():
+        record_backup(info)
+    click.echo(
+        f"Backup written and checked: {info.path} ({info.size} bytes, key version {info.header.key_version})."
+    )
+    click.echo("It cannot be read without that key: keep the keys safe, and apart from the backups.")
+
+
+@click.command("restore")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--yes", is_flag=True, help="Restore without asking for confirmation.")
+@with_appcontext
+def restore_command(path: Path, yes: bool) -> None:
+    """Restore a backup into this installation's database, which must be empty."""
+    from models.backup import BackupError, check_restorable, read_header, record_restore, restore_backup
+
+    try:
+        header = read_header(path)
+        check_restorable(header)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"Backup of a {header.dialect} database made {header.created_at}, sealed with key version "
+        f"{header.key_version}."
+    )
+    target = db.engine.url.render_as_string(hide_password=True)
+    if not yes:
+        click.confirm(f"Restore it into {target}?", abort=True)
+    try:
+        report = restore_backup(path)
+    except BackupError as exc:
+        raise click.ClickException(str(exc)) from None
+    with command_unit_of_work():
+        record_restore(report, path)
+    click.echo("Integrity check: ok. Rows restored per table:")
+    for table, count in report.row_counts.items():
+        click.echo(f"  {table}: {count}")
+    if report.values_without_key:
+        click.echo(
+            f"Warning: {report.values_without_key} stored values are sealed with key versions this "
+            "installation does not have; add those keys (instance/keys.json or PATRON_ENCRYPTION_KEYS).",
+            err=True,
+        )
+    head = _migration_head()
+    if report.revision != head:
+        click.echo(
+            f"The backup's schema is revision {report.revision}; `flask db upgrade` brings it to {head}."
+        )
+
+
+def _migration_head() -> str | None:
+    """The newest migration revision of this code."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(current_app.extensions["migrate"].directory).get_current_head()
+
+
 commands = [
     create_user_command,
     bootstrap_command,
@@ -309,6 +408,8 @@ commands = [
     expire_invitations_command,
     import_purchases_command,
     run_jobs_command,
+    backup_command,
+    restore_command,
 ]
 
 
@@ -319,4 +420,3 @@ def _security_commands() -> list[click.Command]:
 
 
 commands += _security_commands()
-

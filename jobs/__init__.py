@@ -22,7 +22,8 @@ from datetime import datetime, timedelta
 from flask import current_app
 from flask_babel import lazy_gettext as _l
 
-from models import utcnow
+from models import backup as backups
+from models import staff_session, utcnow
 from models.jobs import ClaimAnswer, Outcome, RunStatus, claim_job, due_time, ensure_scheduled, finish_job
 from models.loyalty import ledger, tiers
 from models.surveys import invitations
@@ -106,6 +107,25 @@ def expire_invitations(now: datetime | None = None) -> Counts:
     return {"invitations_expired": changed}
 
 
+def close_staff_sessions(now: datetime | None = None) -> Counts:
+    """Mark lapsed staff sessions ended; delete ended ones after 90 days (and their addresses)."""
+    limits = staff_session.SessionLimits.from_config(current_app.config)
+    with unit_of_work(Actor.system("job:close-staff-sessions")):
+        return staff_session.close_lapsed_sessions(now or utcnow(), limits, keep=timedelta(days=90))
+
+
+def backup(now: datetime | None = None) -> Counts:
+    """Write an encrypted, checked backup into BACKUP_DIR; keep the newest BACKUP_KEEP of them."""
+    folder = backups.private_folder(backups.backup_folder())
+    # Named by the clock, not by `now`: the file holds the database as it is at this moment.
+    info = backups.write_backup(folder / backups.backup_file_name())
+    kept, removed = backups.prune_backups(folder, int(current_app.config.get("BACKUP_KEEP", 7)))
+    with unit_of_work(Actor.system("job:backup")):
+        backups.record_backup(info)
+        backups.record_pruned(removed)
+    return {"backups_kept": len(kept), "backups_removed": len(removed)}
+
+
 register(
     Job(
         "escalate-sla",
@@ -143,6 +163,29 @@ register(
         _l("Recompute member tiers"),
         {"members_moved": _l("members changed tier")},
         lease=timedelta(hours=1),
+    )
+)
+register(
+    Job(
+        "close-staff-sessions",
+        close_staff_sessions,
+        timedelta(hours=1),
+        _l("Close lapsed staff sessions"),
+        {
+            "sessions_invalidated": _l("sessions signed out elsewhere"),
+            "sessions_closed": _l("sessions lapsed"),
+            "sessions_removed": _l("old sessions removed"),
+        },
+    )
+)
+register(
+    Job(
+        "backup",
+        backup,
+        timedelta(days=1),
+        _l("Back up the database"),
+        {"backups_kept": _l("backups kept"), "backups_removed": _l("old backups removed")},
+        lease=timedelta(hours=3),
     )
 )
 

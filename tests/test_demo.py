@@ -12,7 +12,7 @@ from tests.factories import audit_events
 
 
 def test_bootstrap_and_its_demo_data_are_audited_as_the_command_line_and_the_demo(runner, app):
-    args = ["bootstrap", "--customers", "5", "--tickets", "6", "--buyers", "3", "--responses", "0"]
+    args = ["bootstrap", "--demo", "--customers", "5", "--tickets", "6", "--buyers", "3", "--responses", "0"]
     result = runner.invoke(args=args)
     assert result.exit_code == 0, result.output
     (admin_created,) = [e for e in audit_events("staff.create") if e.actor == "cli"]

@@ -143,6 +143,8 @@ def test_no_surveys_without_responses(runner, app):
 
 
 def test_bootstrap_seeds_surveys(runner, app):
-    result = runner.invoke(args=["bootstrap", "--customers", "30", "--tickets", "20", "--responses", "30"])
+    result = runner.invoke(
+        args=["bootstrap", "--demo", "--customers", "30", "--tickets", "20", "--responses", "30"]
+    )
     assert result.exit_code == 0, result.output
     assert "Demo surveys:   3 surveys, 30 responses" in result.output

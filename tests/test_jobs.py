@@ -243,6 +243,8 @@ def test_every_job_is_registered_with_its_interval():
         "expire-invitations": timedelta(hours=1),
         "expire-points": timedelta(days=1),
         "recompute-tiers": timedelta(days=1),
+        "close-staff-sessions": timedelta(hours=1),
+        "backup": timedelta(days=1),
     }
 
 
@@ -253,6 +255,11 @@ def test_the_jobs_run_on_an_empty_database(app):
         "expire-invitations": ("ran", "invitations expired: 0"),
         "expire-points": ("ran", "members: 0, points expired: 0"),
         "recompute-tiers": ("ran", "members changed tier: 0"),
+        "close-staff-sessions": (
+            "ran",
+            "sessions signed out elsewhere: 0, sessions lapsed: 0, old sessions removed: 0",
+        ),
+        "backup": ("ran", "backups kept: 1, old backups removed: 0"),
     }
 
 
