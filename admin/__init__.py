@@ -26,7 +26,9 @@ from admin.loyalty import (
 from admin.sla import BusinessCalendarView, HolidayView, SlaPolicyView, TicketCategoryView
 from admin.staff import StaffUserView
 from admin.surveys import InvitationView, SurveyInviteView, SurveyResultsView, SurveyView
+from admin.throttles import SignInThrottleView
 from admin.tickets import DueSoonTicketView, MyTicketView, OverdueTicketView, TicketView, UnassignedTicketView
+from admin.two_factor import TwoFactorView
 from models import db
 from models.api_key import ApiKey
 from models.audit import AuditEvent
@@ -110,5 +112,16 @@ def init_admin(app: Flask) -> Admin:
     admin.add_view(StaffUserView(StaffUser, db, name=_l("Staff"), endpoint="staff", category=settings))
     admin.add_view(AuditEventView(AuditEvent, db, name=_l("Audit log"), endpoint="audit", category=settings))
     admin.add_view(JobsView(name=_l("Jobs"), endpoint="jobs", url="/admin/jobs", category=settings))
+    admin.add_view(
+        SignInThrottleView(
+            name=_l("Sign-in throttles"),
+            endpoint="sign_in_throttles",
+            url="/admin/sign_in_throttles",
+            category=settings,
+        )
+    )
     admin.add_view(AccountView(name=_l("My account"), endpoint="account", url="/admin/account"))
+    admin.add_view(
+        TwoFactorView(name=_l("Two-factor sign-in"), endpoint="two_factor", url="/admin/two_factor")
+    )
     return admin

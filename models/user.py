@@ -243,18 +243,50 @@ def prepare_staff_account(user: StaffUser, new_password: str | None, is_created:
             user.end_sessions()
 
 
-def sign_in(user: StaffUser, password: str, now: datetime | None = None) -> None:
-    """Record a successful sign-in: the time, an upgraded hash if the parameters rose, the audit event."""
+def password_needs_rehash(user: StaffUser) -> bool:
+    """Whether the stored hash was made with weaker parameters than today's."""
+    return PASSWORD_HASHER.check_needs_rehash(user.password_hash)
+
+
+def upgrade_password_hash(user: StaffUser, password: str) -> None:
+    """Re-hash a verified password with today's parameters (at the password step of a sign-in)."""
+    user.password_hash = PASSWORD_HASHER.hash(password)
+    current_uow().audit("password.rehash", "staff", user.id, ["password_hash"])
+
+
+def sign_in(
+    user: StaffUser,
+    password: str | None = None,
+    now: datetime | None = None,
+    second_factor: str | None = None,
+) -> None:
+    """Record a successful sign-in: the time, an upgraded hash if the parameters rose, the audit event.
+
+    `password` is given when the password was the last step (so that an outdated hash can be
+    upgraded); `second_factor` names the second step ("totp", "recovery") when there was one.
+    """
     uow = current_uow()
     user.last_login_at = now or utcnow()
-    if PASSWORD_HASHER.check_needs_rehash(user.password_hash):
+    if password is not None and password_needs_rehash(user):
         user.password_hash = PASSWORD_HASHER.hash(password)
-    uow.audit("login", "staff", user.id)
+    uow.audit("login", "staff", user.id, detail=second_factor or "")
 
 
 def record_failed_sign_in(email: str) -> None:
-    """Audit a refused sign-in, naming the email typed and never the password."""
-    current_uow().audit("login.failed", "staff", None, detail=email.strip().lower()[:200])
+    """Audit a refused sign-in, never the password.
+
+    The email is named only when it is a staff account's: anything else typed there (a
+    stranger's guess, a password typed into the wrong field) is not written down.
+    """
+    normalised = email.strip().lower()
+    user_id = db.session.scalar(sa.select(StaffUser.id).where(sa.func.lower(StaffUser.email) == normalised))
+    detail = normalised[:200] if user_id is not None else "unknown account"
+    current_uow().audit("login.failed", "staff", user_id, detail=detail)
+
+
+def record_failed_second_factor(user: StaffUser) -> None:
+    """Audit a wrong (or replayed) second-factor code at sign-in."""
+    current_uow().audit("login.code_failed", "staff", user.id)
 
 
 def sign_out(user: StaffUser) -> None:

@@ -6,8 +6,10 @@ import contextvars
 import os
 import re
 import shutil
+from datetime import timedelta
 from pathlib import Path
 
+import pyotp
 import pytest
 import sqlalchemy as sa
 from flask.globals import _cv_app
@@ -15,8 +17,9 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 
 from app import create_app
-from models import db
+from models import db, utcnow
 from models.crypto import new_key
+from models.two_factor import enable_two_factor, new_secret
 from models.uow import SYSTEM, unit_of_work
 from models.user import Role, StaffUser, create_staff_user
 
@@ -54,6 +57,10 @@ def base_config(tmp_path: Path, url: str, key_material: dict) -> dict:
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "RATELIMIT_STORAGE_URI": "memory://",
         "SERVER_NAME": "localhost",
+        # Two-factor sign-in is off for every role here, so that the helpers below sign an admin
+        # or a manager in with the password alone; tests/test_two_factor.py and the e2e flow
+        # turn it on (TWO_FACTOR_REQUIRED_ROLES as deployed: admin and manager).
+        "TWO_FACTOR_REQUIRED_ROLES": [],
     }
 
 
@@ -180,6 +187,29 @@ def make_staff(role: Role | str, email: str | None = None) -> StaffUser:
     return user
 
 
+# Deployed settings: two-factor sign-in required for admins and managers (base_config turns it off).
+TWO_FACTOR_AS_DEPLOYED = {"TWO_FACTOR_REQUIRED_ROLES": ["admin", "manager"]}
+
+
+def enrol_two_factor(user: StaffUser) -> tuple[pyotp.TOTP, list[str]]:
+    """Turn two-factor sign-in on for an account; returns its authenticator and recovery codes.
+
+    Enrolled ten minutes ago (its code of then), so that the current code is fresh for a sign-in.
+    """
+    secret = new_secret()
+    totp = pyotp.TOTP(secret)
+    then = utcnow() - timedelta(minutes=10)
+    with unit_of_work(SYSTEM):
+        codes = enable_two_factor(user, secret, totp.at(then), now=then)
+    assert codes is not None
+    return totp, codes
+
+
+def next_code(totp: pyotp.TOTP) -> str:
+    """The code of the next time step: accepted now (one step of drift), and fresh after the current one."""
+    return totp.at(utcnow() + timedelta(seconds=totp.interval))
+
+
 class AuthActions:
     """Sign a test client in and out as a member of staff."""
 
@@ -193,6 +223,14 @@ class AuthActions:
             "/login",
             data={"email": user.email, "password": password, "csrf_token": csrf_token(page.text)},
         )
+
+    def code(self, code: str, trust: bool = False):
+        """Post the second-factor step of a sign-in (after a password step that asked for it)."""
+        page = self.client.get("/login/code")
+        data = {"code": code, "csrf_token": csrf_token(page.text)}
+        if trust:
+            data["trust"] = "y"
+        return self.client.post("/login/code", data=data)
 
     def logout(self):
         page = self.client.get("/admin/account/")

@@ -15,8 +15,10 @@ GENEROUS_LIMITS = {
     "PATRON_PUBLIC_FORM_RATE_LIMIT": "100000 per minute",
     "PATRON_SURVEY_RATE_LIMIT": "100000 per minute",
     "PATRON_TRACKING_RATE_LIMIT": "100000 per minute",
-    "PATRON_LOGIN_RATE_LIMIT": "1000 per minute",
+    "PATRON_SIGN_IN_FREE_FAILURES_PER_ADDRESS": "1000",
 }
+# The test servers' staff sign in with their password alone (see base_config in tests/conftest.py).
+TWO_FACTOR_OFF = {"PATRON_TWO_FACTOR_REQUIRED_ROLES": "[]"}
 
 
 def server_environment(database_url: str, workdir: Path, key_material: dict) -> dict[str, str]:
@@ -31,6 +33,7 @@ def server_environment(database_url: str, workdir: Path, key_material: dict) -> 
         PATRON_BLIND_INDEX_KEY=key_material["blind_index_key"],
         RATELIMIT_STORAGE_URI="memory://",
         **GENEROUS_LIMITS,
+        **TWO_FACTOR_OFF,
     )
     return env
 

@@ -102,7 +102,12 @@ ADMIN_ONLY_PREFIXES = (
 )
 
 # Arguments of URL rules, filled with the world's real objects.
-RULE_ARGUMENTS = {"customer_id": "customer", "ticket_id": "ticket", "survey_id": "survey"}
+RULE_ARGUMENTS = {
+    "customer_id": "customer",
+    "ticket_id": "ticket",
+    "survey_id": "survey",
+    "session_id": "staff_session",
+}
 # Query strings that custom pages need to show something (their form, for the objects named).
 PAGE_QUERIES = {"bulk_assign": {"ids": "ticket"}, "bulk_priority": {"ids": "ticket"}}
 # Flask-Admin's own pages that a view can switch off; switched off, they send back to the list.
@@ -345,6 +350,11 @@ def populate() -> dict[str, int]:
         ((invitation, _token),) = invite_customers(survey, [customer.id])
         key, _text = create_api_key("Till", "pos", ["purchases:write"])
     assert run_due_jobs()  # so that the Jobs screen shows real runs
+    from models.staff_session import start_staff_session
+
+    owner = make_staff(Role.AGENT, "sessions@test.example")
+    with unit_of_work(SYSTEM):
+        staff_session, _token = start_staff_session(owner, None, None)
     return {
         "customer": customer.id,
         "ticket": ticket.id,
@@ -354,6 +364,7 @@ def populate() -> dict[str, int]:
         "survey": survey.id,
         "invitation": invitation.id,
         "api_key": key.id,
+        "staff_session": staff_session.id,
     }
 
 
@@ -432,6 +443,9 @@ def expected_answer(world: World, endpoint: str, identity: str) -> Answer:
     if view is None:  # the sign-in pages
         if endpoint == f"{SIGN_IN}.login":
             return (200, None) if identity == "anonymous" else (302, "/admin/")
+        if endpoint in (f"{SIGN_IN}.second_factor", f"{SIGN_IN}.enrol"):
+            # Steps of a sign-in in progress: without one they send back to its start.
+            return (302, "/login") if identity == "anonymous" else (302, "/admin/")
         return 400, None  # sign-out without its token
     if identity == "anonymous":
         return 302, f"/login?next={world.url(endpoint)}"

@@ -9,6 +9,7 @@ makes the objects it changes.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -317,6 +318,20 @@ def changing_priority_opens_the_priority_page(world, endpoint, role):
 def inviting_opens_the_invitation_page(world, endpoint, role):
     response = run_action(world, role, endpoint, "invite", [world.ids["customer"]])
     assert answer(response) == (302, path("survey_invite.index", ids=world.ids["customer"]))
+
+
+@checks("StaffUser", "reset_two_factor")
+def resetting_two_factor_removes_it_audited(world, endpoint, role):
+    from models.two_factor import has_two_factor
+    from tests.conftest import enrol_two_factor
+
+    staff_id = fresh_staff()
+    enrol_two_factor(db.session.get(StaffUser, staff_id))
+    mark = audit_mark()
+    response = run_action(world, role, endpoint, "reset_two_factor", [staff_id])
+    assert answer(response) == (302, path(f"{endpoint}.index_view"))
+    assert not has_two_factor(reread(StaffUser, staff_id))
+    assert audited_ids("two_factor.reset", mark) == [str(staff_id)]
 
 
 @checks("Purchase", "refund")
@@ -637,6 +652,22 @@ def test_a_manager_adjusts_points_on_the_customer_page(world):
     assert audited_ids("points.adjust", mark) == [str(customer_id)]
 
 
+def test_a_manager_searches_customers_by_email_through_the_search_form(world):
+    email = f"searched{next(_serial)}@example.com"
+    customer_id = fresh_customer(email=email)
+    client = world.clients["manager"]
+    form = page_form(client, path("customers.index_view"), path("customers.search"))
+    mark = audit_mark()
+    response = client.post(form.action, data=form.values(search=email))
+    status, target = answer(response)
+    assert status == 302 and target is not None and target.startswith(path("customers.index_view") + "?q=")
+    assert email not in target
+    assert [(e.object_id, e.detail) for e in audited("customer.search", mark)] == [
+        (None, "key=email results=1")
+    ]
+    assert f'href="{path("customers.details_view", id=customer_id)}' in client.get(target).text
+
+
 def test_an_admin_issues_an_api_key_and_sees_it_once(world):
     client = world.clients["admin"]
     page = path("api_keys.issue")
@@ -773,9 +804,41 @@ def test_signing_out_ends_the_session(world):
     assert audited_ids("logout", mark) == [str(user.id)]
 
 
+def other_session_ids(client: FlaskClient) -> list[int]:
+    """The ids of the other sessions listed on the account page."""
+    page = client.get(path("account.index")).text
+    return [int(i) for i in re.findall(r'<tr data-session="(\d+)">', page)]
+
+
+def test_signing_out_one_other_session_and_all_others_on_the_account_page(world):
+    client, user = signed_in_client(world)
+    others = [world.app.test_client() for _ in range(3)]
+    for other in others:
+        assert AuthActions(other).login("analyst", email=user.email).status_code == 302
+    first, *rest = other_session_ids(client)
+    token = token_on(client, path("account.index"), field="sessions-csrf_token")
+    mark = audit_mark()
+    response = client.post(path("account.end_session", session_id=first), data={"sessions-csrf_token": token})
+    assert answer(response) == (302, path("account.index"))
+    assert audited_ids("staff_session.end", mark) == [str(first)]
+    assert sorted(other_session_ids(client)) == sorted(rest)
+    response = client.post(path("account.end_others"), data={"sessions-csrf_token": token})
+    assert answer(response) == (302, path("account.index"))
+    assert audited_ids("staff_session.end", mark) == [str(first), *map(str, sorted(rest))]
+    assert [other.get(path("admin.index")).status_code for other in others] == [302, 302, 302]
+    assert client.get(path("admin.index")).status_code == 200
+
+
 COVERED_POSTS = {
     "account.index",
+    "account.end_others",
+    "account.end_session",
     "customers.adjust_points",
+    "customers.search",
+    f"{SIGN_IN}.second_factor",
+    f"{SIGN_IN}.enrol",
+    "two_factor.index",
+    "sign_in_throttles.index",
     "api_keys.issue",
     "purchase_import.index",
     "survey_invite.index",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 
 from models import db
@@ -125,3 +127,20 @@ def test_an_edit_without_a_valid_csrf_token_changes_nothing(client, auth):
     db.session.expire_all()
     assert db.session.get(StaffUser, agent.id).role == "agent"
     assert audit_events("staff.edit") == []
+
+
+def test_the_staff_list_shows_who_has_two_factor_sign_in(client, auth):
+    from tests.conftest import enrol_two_factor
+
+    enrol_two_factor(make_staff("manager"))
+    make_staff("agent")
+    auth.login("admin")
+    page = client.get("/admin/staff/?sort=0").text
+    cells = dict(
+        re.findall(
+            r'<td class="col-email">\s*([^<\s]+)\s*</td>.*?<td class="col-two_factor">\s*(\w+)\s*</td>',
+            page,
+            re.S,
+        )
+    )
+    assert cells == {"admin@test.example": "Off", "agent@test.example": "Off", "manager@test.example": "On"}

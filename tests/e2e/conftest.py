@@ -46,9 +46,15 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(database_url, tmp_path, key_material) -> Iterator[LiveServer]:
+def live_server_config() -> dict:
+    """Extra configuration for the served app; a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
+def live_server(database_url, tmp_path, key_material, live_server_config) -> Iterator[LiveServer]:
     """The app on 127.0.0.1 and a free port, served from a thread, on a freshly migrated database."""
-    config = base_config(tmp_path, database_url, key_material)
+    config = base_config(tmp_path, database_url, key_material) | live_server_config
     # The shared config pins SERVER_NAME=localhost, which 404s every request to 127.0.0.1:PORT.
     config.pop("SERVER_NAME", None)
     app = create_app(config)
