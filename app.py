@@ -13,13 +13,22 @@ from extensions import babel, limiter, login_manager, migrate, select_locale, se
 from models import configure_engine, db
 from models.crypto import EXTENSION_KEY, KeyRing
 from models.uow import WriteBusy
-from security import register_security_headers
+from security import (
+    csp_nonce,
+    register_logging,
+    register_proxies,
+    register_request_ids,
+    register_security_headers,
+)
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Create and configure a Patron app."""
+    # Everything written from here on (the SQLite files, keys, secret, backups) is private (0600).
+    os.umask(config.PRIVATE_UMASK)
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("PATRON_INSTANCE_PATH")
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_path)
+    register_logging(app)
     register_config(app, test_config)
     register_extensions(app)
     register_keyring(app)
@@ -29,6 +38,8 @@ def create_app(test_config: dict | None = None) -> Flask:
     register_errorhandlers(app)
     register_security_headers(app)
     register_session_hooks(app)
+    register_proxies(app)
+    register_request_ids(app)
     register_cli(app)
     return app
 
@@ -44,6 +55,10 @@ def register_config(app: Flask, test_config: dict | None) -> None:
     if test_config:
         app.config.from_mapping(test_config)
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", config.database_url(app.instance_path))
+    options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS")
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = config.engine_options(options)
+    for path in config.make_files_private(app.instance_path, app.config["SQLALCHEMY_DATABASE_URI"]):
+        app.logger.warning("%s was readable by others; now by its owner only", path.name)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = config.load_secret_key(app.instance_path)
     if os.environ.get("RATELIMIT_STORAGE_URI"):
@@ -117,6 +132,8 @@ def register_template_globals(app: Flask) -> None:
     # Not named csrf_token: Flask-Admin templates would add a second token to every form.
     app.jinja_env.globals["logout_token"] = generate_csrf
     app.jinja_env.globals["role_label"] = lambda role: ROLE_LABELS.get(role, role)
+    # <script nonce="{{ csp_nonce() }}">: the one kind of inline script the CSP lets run.
+    app.jinja_env.globals["csp_nonce"] = csp_nonce
 
     @app.context_processor
     def _locale():

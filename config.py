@@ -27,7 +27,9 @@ DEFAULTS = {
     "DEFAULT_TIMEZONE": "Asia/Shanghai",
     "BABEL_DEFAULT_LOCALE": "en",
     "BABEL_DEFAULT_TIMEZONE": "UTC",
-    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    # hide_parameters: SQL errors and engine logs never show bound values (an email typed at a
+    # failed sign-in, a searched phone number); kept even when a deployment sets other options.
+    "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
     "WTF_CSRF_TIME_LIMIT": None,
     "ADMIN_PAGE_SIZE": 20,
     # Minutes between runs by job name, over the jobs' own defaults
@@ -50,6 +52,33 @@ PRODUCTION = {"SESSION_COOKIE_SECURE": True, "PREFERRED_URL_SCHEME": "https"}
 
 KEYS_FILE = "keys.json"
 SECRET_KEY_FILE = "secret_key"
+# Files the app creates are its owner's only: the SQLite database and its -wal and -shm files,
+# the keys, the secret key, backups, exports written to disk.
+PRIVATE_UMASK = 0o077
+
+
+def engine_options(configured: dict | None) -> dict:
+    """The engine options a deployment set, with SQL parameters hidden unless it said otherwise."""
+    return {"hide_parameters": True, **(configured or {})}
+
+
+def make_files_private(instance_path: str, database_uri: str) -> list[Path]:
+    """Take group and other access away from the instance files made before the umask was set
+    (the database, keys and secret of an older install); returns the files changed."""
+    candidates = [Path(instance_path) / KEYS_FILE, Path(instance_path) / SECRET_KEY_FILE]
+    if database_uri.startswith("sqlite:///"):
+        database = Path(database_uri.removeprefix("sqlite:///").partition("?")[0])
+        candidates += [database, Path(f"{database}-wal"), Path(f"{database}-shm")]
+    changed = []
+    for path in candidates:
+        try:
+            status = path.stat()
+            if status.st_mode & 0o077 and status.st_uid == os.getuid():
+                path.chmod(status.st_mode & 0o700)
+                changed.append(path)
+        except OSError:
+            continue  # missing, or not ours to change
+    return changed
 
 
 def database_url(instance_path: str) -> str:
