@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 from flask import Flask, jsonify, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -55,6 +56,9 @@ def register_config(app: Flask, test_config: dict | None) -> None:
     if test_config:
         app.config.from_mapping(test_config)
     app.config.setdefault("SQLALCHEMY_DATABASE_URI", config.database_url(app.instance_path))
+    # The session cookie lasts as long as a session may: the server ends it sooner when idle,
+    # and can then say why (a cookie that vanished on its own would say nothing).
+    app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=float(app.config["SESSION_ABSOLUTE_HOURS"]))
     options = app.config.get("SQLALCHEMY_ENGINE_OPTIONS")
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = config.engine_options(options)
     for path in config.make_files_private(app.instance_path, app.config["SQLALCHEMY_DATABASE_URI"]):

@@ -11,11 +11,8 @@ DEFAULTS = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,
-    "PERMANENT_SESSION_LIFETIME": 8 * 3600,
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_HEADERS_ENABLED": True,
-    "LOGIN_RATE_LIMIT": "10 per minute",
-    "LOGIN_FAILURES_PER_ACCOUNT": "5 per 15 minutes",
     "PUBLIC_FORM_RATE_LIMIT": "5 per 10 minutes",
     "TRACKING_RATE_LIMIT": "30 per minute",
     "SURVEY_RATE_LIMIT": "20 per 10 minutes",
@@ -35,16 +32,35 @@ DEFAULTS = {
     # Minutes between runs by job name, over the jobs' own defaults
     # (e.g. PATRON_JOB_INTERVALS='{"escalate-sla": 10}').
     "JOB_INTERVALS": {},
-    # Sign-in security (issue 10). Roles that must use two-factor sign-in ("*" for every role).
+    # Roles that must use two-factor sign-in ("*" for every role); minutes a half-done sign-in
+    # (password given, code not yet) stays open; the issuer name authenticator apps show;
+    # days a browser trusted after a two-factor sign-in stays trusted.
     "TWO_FACTOR_REQUIRED_ROLES": ["admin", "manager"],
-    # Staff sessions end after this long without a request, and this long after sign-in at most.
+    "TWO_FACTOR_PENDING_MINUTES": 10,
+    "TWO_FACTOR_ISSUER": "Patron",
+    "TRUSTED_DEVICE_DAYS": 90,
+    # Sign-in throttles (models/sign_in_guard.py): failures allowed free per address, account
+    # and trusted browser, then a delay doubling from the first to the longest; failures are
+    # forgotten after this many quiet hours.
+    "SIGN_IN_FREE_FAILURES_PER_ADDRESS": 10,
+    "SIGN_IN_FREE_FAILURES_PER_ACCOUNT": 3,
+    "SIGN_IN_FREE_FAILURES_PER_DEVICE": 5,
+    "SIGN_IN_FIRST_DELAY_SECONDS": 2,
+    "SIGN_IN_MAX_DELAY_SECONDS": 900,
+    "SIGN_IN_FORGET_FAILURES_HOURS": 24,
+    # Staff sessions end after this long without a request, and this long after sign-in at most
+    # (the session cookie lives as long: PERMANENT_SESSION_LIFETIME follows it); a session's
+    # last use is written at most every SESSION_TOUCH_SECONDS.
     "SESSION_IDLE_MINUTES": 30,
     "SESSION_ABSOLUTE_HOURS": 12,
+    "SESSION_TOUCH_SECONDS": 60,
     # Searches by email, phone or name per member of staff.
     "CONTACT_SEARCH_RATE_LIMIT": "60 per hour",
     # Reverse proxies in front of the app whose X-Forwarded-* headers are trusted (0: none).
     "TRUSTED_PROXIES": 0,
-    # Backups kept by the nightly backup job (in BACKUP_DIR, default instance/backups).
+    # The nightly backup job's folder (inside the instance folder unless absolute) and how many
+    # of its backups it keeps.
+    "BACKUP_DIR": "backups",
     "BACKUP_KEEP": 7,
 }
 
