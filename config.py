@@ -28,6 +28,8 @@ DEFAULTS = {
     # failed sign-in, a searched phone number); kept even when a deployment sets other options.
     "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
     "WTF_CSRF_TIME_LIMIT": None,
+    # The largest request body (a purchase CSV import is the largest thing anyone sends): 413 above.
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
     "ADMIN_PAGE_SIZE": 20,
     # Minutes between runs by job name, over the jobs' own defaults
     # (e.g. PATRON_JOB_INTERVALS='{"escalate-sla": 10}').

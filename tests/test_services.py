@@ -43,28 +43,54 @@ def test_migrations_go_down_and_up_again(tmp_path, key_material):
         db.engine.dispose()
 
 
-@pytest.mark.redis
-def test_login_throttle_is_shared_between_workers_through_redis(database_url, tmp_path, key_material):
-    """Two app processes (workers) count one account's failures together in Redis."""
-    require_service(redis_available(), f"no Redis at {REDIS_URL}")
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    config = base_config(tmp_path, database_url, key_material) | {"RATELIMIT_STORAGE_URI": REDIS_URL}
+def two_workers(config: dict) -> list:
+    """Two app instances on one database and one rate-limit store, as two worker processes are."""
     workers = []
     for _ in range(2):
         worker = create_app(config)
         worker.test_client_class = IsolatedClient
         workers.append(worker)
-    with workers[0].app_context():
-        make_staff(Role.AGENT)
-        statuses = []
-        for attempt in range(6):
-            client = workers[attempt % 2].test_client()
-            statuses.append(AuthActions(client).login(Role.AGENT, password=f"wrong-{attempt}").status_code)
-        db.session.remove()
+    return workers
+
+
+def dispose(workers: list) -> None:
     for worker in workers:
         with worker.app_context():
             db.engine.dispose()
-    assert statuses == [200] * 5 + [429]
+
+
+@pytest.mark.redis
+def test_rate_limits_are_shared_between_workers_through_redis(database_url, tmp_path, key_material):
+    """Two app processes (workers) count one address's tracking look-ups together in Redis."""
+    require_service(redis_available(), f"no Redis at {REDIS_URL}")
+    import redis
+
     redis.Redis.from_url(REDIS_URL).flushdb()
+    config = base_config(tmp_path, database_url, key_material) | {
+        "RATELIMIT_STORAGE_URI": REDIS_URL,
+        "TRACKING_RATE_LIMIT": "3 per minute",
+    }
+    workers = two_workers(config)
+    with workers[0].app_context():
+        statuses = [workers[n % 2].test_client().get("/track/no-such-code").status_code for n in range(5)]
+        db.session.remove()
+    dispose(workers)
+    assert statuses == [404, 404, 404, 429, 429]
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def test_sign_in_throttles_are_shared_between_workers_through_the_database(
+    database_url, tmp_path, key_material
+):
+    """Failed sign-ins count in the database, so every worker holds the same account back."""
+    workers = two_workers(base_config(tmp_path, database_url, key_material))
+    with workers[0].app_context():
+        make_staff(Role.AGENT)
+        statuses = []
+        for attempt in range(5):
+            client = workers[attempt % 2].test_client()
+            statuses.append(AuthActions(client).login(Role.AGENT, password=f"wrong-{attempt}").status_code)
+        db.session.remove()
+    dispose(workers)
+    # Three failures are free, the fourth starts a delay that the fifth runs into on the other worker.
+    assert statuses == [200, 200, 200, 200, 429]
