@@ -104,12 +104,16 @@ def bootstrap_command(demo: bool, customers: int, tickets: int, buyers: int, res
         click.echo("  Admin sign-in:  admin@patron.local")
         click.echo(f"  Password:       {password}")
         click.echo("  The password is shown only now; store it safely.")
+        click.echo(f"  {TWO_FACTOR_AT_FIRST_SIGN_IN}")
         click.echo("  No demo data or demo accounts were added (flask bootstrap --demo adds them).")
         click.echo("=" * 64)
         return
     # Shown before the demo data: if seeding stops half-way, the admin can still sign in.
     click.echo(f"Admin account: admin@patron.local / {password} (shown again below)")
     _bootstrap_demo(password, customers, tickets, buyers, responses)
+
+
+TWO_FACTOR_AT_FIRST_SIGN_IN = "At the first sign-in the admin sets up two-factor sign-in (authenticator app)"
 
 
 def _bootstrap_demo(admin_password: str, customers: int, tickets: int, buyers: int, responses: int) -> None:
@@ -129,6 +133,7 @@ def _bootstrap_demo(admin_password: str, customers: int, tickets: int, buyers: i
         click.echo(f"  Demo surveys:   {_survey_summary()}")
     click.echo("  (API: http://127.0.0.1:5000/api/v1/openapi.json)")
     click.echo("  These passwords and the key are shown only now; store them safely.")
+    click.echo(f"  {TWO_FACTOR_AT_FIRST_SIGN_IN} (the demo manager too)")
     click.echo("=" * 64)
 
 
