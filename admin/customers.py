@@ -11,29 +11,32 @@ from __future__ import annotations
 import json
 import typing as t
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flask import abort, current_app, flash, g, redirect, request, url_for
+from flask import abort, flash, g, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.form import SecureForm
 from flask_admin.model.base import ViewArgs
-from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from limits import parse as parse_limit
 from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from admin.base import StaffModelView, can_view_pii, flash_busy
-from admin.fields import TAGS_HELP, choices, valid_email, valid_phone
-from extensions import limiter
+from admin.fields import (
+    TAGS_HELP,
+    choices,
+    may_search_by_contact,
+    take_contact_search,
+    valid_email,
+    valid_phone,
+)
 from models import db, utcnow
 from models.crypto import UnreadableValue, keyring
 from models.customer import (
-    CONTACT_SEARCH_RIGHT,
     CUSTOMER_LANGUAGES,
     GENDER_LABELS,
     PII_FIELDS,
@@ -128,28 +131,6 @@ def active_search() -> ActiveSearch:
         term = open_search(token, current_user.id, utcnow()) if token else None
         g.customer_search = ActiveSearch(token, term)
     return g.customer_search
-
-
-def may_search_by_contact() -> bool:
-    """Whether the signed-in member of staff may look customers up by email or phone."""
-    return bool(current_user.is_authenticated and current_user.can(CONTACT_SEARCH_RIGHT))
-
-
-def take_contact_search() -> str | None:
-    """Count a look-up by email or phone against the staff member's limit; the refusal if over it."""
-    if not limiter.enabled:
-        return None
-    limit = parse_limit(current_app.config["CONTACT_SEARCH_RATE_LIMIT"])
-    keys = ("contact-search", str(current_user.id))  # per member of staff, wherever they sign in from
-    if limiter.limiter.hit(limit, *keys):
-        return None
-    reset_at, _remaining = limiter.limiter.get_window_stats(limit, *keys)
-    return _(
-        "You have reached the limit of %(count)d searches by email or phone number. "
-        "Try again after %(time)s, or search by member number, city or tag.",
-        count=limit.amount,
-        time=format_datetime(datetime.fromtimestamp(reset_at, UTC), "yyyy-MM-dd HH:mm"),
-    )
 
 
 def search_refusal(found: ContactSearch | None) -> str | None:

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
+from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
+from limits import parse as parse_limit
 from wtforms import ValidationError
 
+from admin.base import staff_unit_of_work
+from extensions import limiter
 from models.contact import InvalidContact, normalise_email, normalise_phone
-from models.customer import default_region, find_customer_id
+from models.customer import (
+    CONTACT_SEARCH_RIGHT,
+    contact_search,
+    default_region,
+    find_customer_id,
+    record_contact_search,
+)
+from models.uow import WriteBusy
 
 
 def valid_email(_form, field) -> None:
@@ -57,9 +72,55 @@ def valid_phone(_form, field) -> None:
             raise ValidationError(str(exc)) from None
 
 
+def may_search_by_contact() -> bool:
+    """Whether the signed-in member of staff may look customers up by email or phone."""
+    return bool(current_user.is_authenticated and current_user.can(CONTACT_SEARCH_RIGHT))
+
+
+def take_contact_search() -> str | None:
+    """Count a look-up by email or phone against the staff member's limit; the refusal if over it."""
+    if not limiter.enabled:
+        return None
+    limit = parse_limit(current_app.config["CONTACT_SEARCH_RATE_LIMIT"])
+    keys = ("contact-search", str(current_user.id))  # per member of staff, wherever they sign in from
+    if limiter.limiter.hit(limit, *keys):
+        return None
+    reset_at, _remaining = limiter.limiter.get_window_stats(limit, *keys)
+    return _(
+        "You have reached the limit of %(count)d searches by email or phone number. "
+        "Try again after %(time)s, or search by member number, city or tag.",
+        count=limit.amount,
+        time=format_datetime(datetime.fromtimestamp(reset_at, UTC), "yyyy-MM-dd HH:mm"),
+    )
+
+
 def known_customer(_form, field) -> None:
-    """An optional customer reference (email, phone or member number) that must find someone."""
-    if field.data and field.data.strip() and find_customer_id(field.data) is None:
+    """An optional customer reference (email, phone or member number) that must find someone.
+
+    A reference by email or phone is a look-up by contact like a search on the customer list:
+    counted against the member of staff's limit and audited (the kind and whether it found
+    someone, never the value). The forms that use this are closed to roles without the right
+    to see personal data.
+    """
+    term = (field.data or "").strip()
+    if not term:
+        return
+    contact = contact_search(term)
+    if contact is not None and contact.clause is not None:
+        refusal = take_contact_search()
+        if refusal:
+            raise ValidationError(refusal)
+    customer_id = find_customer_id(term)
+    if contact is not None and contact.clause is not None:
+        try:
+            with staff_unit_of_work():
+                record_contact_search(contact.kind, 0 if customer_id is None else 1)
+        except WriteBusy:
+            # Not audited, so not used: the form comes back with what was typed.
+            raise ValidationError(
+                _("The database was busy; your change was not saved. Please try again.")
+            ) from None
+    if customer_id is None:
         raise ValidationError(str(_l("No customer has that email, phone or member number.")))
 
 

@@ -410,3 +410,34 @@ def test_the_search_form_needs_a_token_on_every_list_page(client, auth):
     page = client.get("/admin/customers/").text
     form = re.search(r'<form method="POST"[^>]*role="search".*?</form>', page, re.S).group(0)
     assert csrf_token(form)
+
+
+def purchase_for(client, customer_lookup: str):
+    page = client.get("/admin/purchases/new/")
+    data = {"customer_lookup": customer_lookup, "order_ref": "R-77", "amount": "10.00", "channel": "store"}
+    return client.post("/admin/purchases/new/", data={"csrf_token": csrf_token(page.text)} | data)
+
+
+def test_a_form_that_finds_its_customer_by_contact_audits_the_look_up_without_its_value(client, auth):
+    make_customer(phone="13800138000", email="buyer@example.com")
+    auth.login(Role.AGENT)
+    assert purchase_for(client, "13800138000").status_code == 302
+    refused = purchase_for(client, "nobody@example.com")
+    assert (
+        refused.status_code == 200 and "No customer has that email, phone or member number." in refused.text
+    )
+    events = [(e.action, e.fields, e.detail) for e in audit_events("customer.search")]
+    assert events == [
+        ("customer.search", "phone", "key=phone results=1"),
+        ("customer.search", "email", "key=email results=0"),
+    ]
+    assert all("13800138000" not in (e.detail or "") for e in audit_events("customer.search"))
+
+
+@pytest.mark.parametrize("app_config", [{"CONTACT_SEARCH_RATE_LIMIT": "1 per hour"}])
+def test_a_form_look_up_by_contact_counts_against_the_search_limit(client, auth):
+    make_customer(phone="13800138000")
+    auth.login(Role.AGENT)
+    assert purchase_for(client, "13800138000").status_code == 302
+    again = purchase_for(client, "13800138000")
+    assert again.status_code == 200 and "You have reached the limit of 1 searches" in again.text
