@@ -12,6 +12,9 @@ DEFAULTS = {
     "SESSION_COOKIE_SAMESITE": "Lax",
     "SESSION_COOKIE_SECURE": False,
     "RATELIMIT_STORAGE_URI": "memory://",
+    # Said explicitly: the limiter is shared by every app of a process, and an app made with
+    # limits off would otherwise leave them off for the next one.
+    "RATELIMIT_ENABLED": True,
     "RATELIMIT_HEADERS_ENABLED": True,
     "PUBLIC_FORM_RATE_LIMIT": "5 per 10 minutes",
     "TRACKING_RATE_LIMIT": "30 per minute",

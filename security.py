@@ -18,6 +18,7 @@ from flask_babel import get_locale
 from flask_wtf import FlaskForm
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wsgi import ClosingIterator
+from wtforms.fields import FileField
 from wtforms.i18n import messages_path
 
 
@@ -27,6 +28,9 @@ def _wtforms_messages(locale: str) -> NullTranslations:
     return Translations.load(messages_path(), [locale], domain="wtforms")
 
 
+SUBMIT_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 class CheckedForm(FlaskForm):
     """A Flask-WTF form whose missing or wrong CSRF token is a 400, not a re-shown form."""
 
@@ -34,6 +38,24 @@ class CheckedForm(FlaskForm):
         def get_translations(self, form):
             # Flask-WTF would parse the catalogue on every form; once per locale is enough.
             return _wtforms_messages(str(get_locale() or "en"))
+
+        def wrap_formdata(self, form, formdata):
+            """Text fields read the request's text fields; file fields its files; nothing else.
+
+            Flask-WTF (1.3) would hand every field the file parts and JSON bodies too: a text
+            field given a file, or a JSON number or list, fails inside its validators with a
+            server error. Here a text field sent as a file is simply missing (the form comes
+            back saying so), and a JSON body is no form at all (no CSRF token: 400).
+            """
+            if formdata is None or hasattr(formdata, "getlist"):
+                return formdata  # given by the caller, or explicitly none
+            if request.method not in SUBMIT_METHODS:
+                return None
+            data = request.form.copy()
+            for field in form:
+                if isinstance(field, FileField):
+                    data.setlist(field.name, request.files.getlist(field.name))
+            return data or None
 
     def validate_on_submit(self, extra_validators=None) -> bool:
         if not self.is_submitted():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import typing as t
+import unicodedata
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -17,16 +18,22 @@ from flask_admin.babel import gettext as admin_gettext
 from flask_admin.babel import lazy_gettext as admin_lazy_gettext
 from flask_admin.babel import ngettext as admin_ngettext
 from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla import filters as sqla_filters
 from flask_admin.contrib.sqla import tools as sqla_tools
-from flask_admin.contrib.sqla.filters import FilterConverter
+from flask_admin.contrib.sqla.filters import FilterConverter, FilterEqual, FilterNotEqual
 from flask_admin.contrib.sqla.form import AdminModelConverter
 from flask_admin.form import DateTimeField, SecureForm
 from flask_admin.model import filters, typefmt
+from flask_admin.model.base import ViewArgs
 from flask_admin.model.form import converts
+from flask_admin.tools import iterdecode
 from flask_babel import format_datetime, get_timezone, to_user_timezone
 from flask_babel import gettext as _
 from flask_login import current_user
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.utils import secure_filename
+from wtforms import FileField
+from wtforms.meta import DefaultMeta
 
 from models.export import csv_safe
 from models.uow import Actor, UnitOfWork, WriteBusy, current_uow, unit_of_work
@@ -75,6 +82,13 @@ class StaffAccess(BaseView):
     def _handle_view(self, name: str, **kwargs: t.Any):
         if not self.may(name):
             return self.inaccessible_callback(name, **kwargs)
+        if holds_nul(request.args) or holds_nul(request.form):
+            # PostgreSQL can neither store nor compare text holding NUL, and no one types one.
+            abort(400, description="The request holds a NUL character.")
+        if holds_control_character(request.values.get("url") or ""):
+            # Flask-Admin 2.2.1 redirects to `url=` (get_redirect_target) after checking only its
+            # host: a line break would end up in the Location header (a server error).
+            abort(400, description="The return address holds a control character.")
         return super()._handle_view(name, **kwargs)
 
     def inaccessible_callback(self, name: str, **kwargs: t.Any):
@@ -87,6 +101,35 @@ class StaffAccess(BaseView):
         return staff_unit_of_work(keep_state=keep_state)
 
 
+def holds_nul(values: t.Any) -> bool:
+    """Whether a MultiDict of request values holds a NUL character in a name or a value."""
+    return any("\x00" in str(name) or "\x00" in str(value) for name, value in values.items(multi=True))
+
+
+def holds_control_character(text: str) -> bool:
+    """Whether text holds a control character or a line or paragraph separator."""
+    return any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+
+
+# The range of each integer type on PostgreSQL (SQLite takes 64 bits): a number outside it
+# compared with such a column is a database error, not "no such row".
+INTEGER_BITS = ((sa.SmallInteger, 16), (sa.BigInteger, 64), (sa.Integer, 32))
+
+
+def comparable(column_type: t.Any, value: t.Any) -> bool:
+    """Whether a value from the request can be compared with a column of this type in SQL."""
+    if isinstance(value, str) and "\x00" in value:
+        return False
+    if not isinstance(column_type, sa.Integer) or isinstance(value, bool):
+        return True
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return False
+    bits = next(bits for kind, bits in INTEGER_BITS if isinstance(column_type, kind))
+    return -(2 ** (bits - 1)) <= number < 2 ** (bits - 1)
+
+
 class StaffIndexView(StaffAccess, AdminIndexView):
     """The admin home page, closed to anonymous visitors like every other view."""
 
@@ -97,12 +140,63 @@ class StaffView(StaffAccess, BaseView):
     """A custom (non-model) staff page."""
 
 
+class LocalTimeFilter:
+    """A date-time filter on a UTC column: the times typed are the staff member's wall-clock times.
+
+    Flask-Admin 2.2.1's date-time filters compare the naive time typed, which our UTC column
+    type refuses (a server error for every date filter before this).
+    """
+
+    def clean(self, value: str) -> t.Any:
+        cleaned = super().clean(value)  # type: ignore[misc]
+        try:
+            if isinstance(cleaned, list):  # between, not between
+                return [from_local(moment) for moment in cleaned]
+            return from_local(cleaned)
+        except OverflowError:  # 0001-01-01 00:00 east of UTC is no time in UTC
+            raise ValueError(f"{value} is out of range") from None
+
+
+class LocalTimeEqual(LocalTimeFilter, sqla_filters.DateTimeEqualFilter):
+    pass
+
+
+class LocalTimeNotEqual(LocalTimeFilter, sqla_filters.DateTimeNotEqualFilter):
+    pass
+
+
+class LocalTimeGreater(LocalTimeFilter, sqla_filters.DateTimeGreaterFilter):
+    pass
+
+
+class LocalTimeSmaller(LocalTimeFilter, sqla_filters.DateTimeSmallerFilter):
+    pass
+
+
+class LocalTimeBetween(LocalTimeFilter, sqla_filters.DateTimeBetweenFilter):
+    pass
+
+
+class LocalTimeNotBetween(LocalTimeFilter, sqla_filters.DateTimeNotBetweenFilter):
+    pass
+
+
 class PatronFilterConverter(FilterConverter):
     """Flask-Admin's filters, plus date-time filters for our UTC timestamp type."""
 
+    local_time_filters = (
+        LocalTimeEqual,
+        LocalTimeNotEqual,
+        LocalTimeGreater,
+        LocalTimeSmaller,
+        LocalTimeBetween,
+        LocalTimeNotBetween,
+        sqla_filters.FilterEmpty,
+    )
+
     @filters.convert("utcdatetime")
     def conv_utc_datetime(self, column, name, **kwargs):
-        return self.conv_datetime(column, name, **kwargs)
+        return [kind(column, name, **kwargs) for kind in self.local_time_filters]
 
 
 def staff_zone() -> ZoneInfo:
@@ -128,7 +222,11 @@ class LocalDateTimeField(DateTimeField):
     def process_formdata(self, valuelist) -> None:
         super().process_formdata(valuelist)
         if self.data is not None and self.data.tzinfo is None:
-            self.data = from_local(self.data)
+            try:
+                self.data = from_local(self.data)
+            except OverflowError:  # 0001-01-01 00:00 east of UTC, 9999-12-31 23:59 west of it
+                self.data = None
+                raise ValueError(self.gettext("Not a valid datetime value.")) from None
 
 
 class PatronModelConverter(AdminModelConverter):
@@ -198,10 +296,33 @@ def _really_changed(history: t.Any) -> bool:
     return not (len(before) == 1 and not before[0] and len(after) <= 1 and not any(after))
 
 
+class StaffForm(SecureForm):
+    """Flask-Admin's session-CSRF form, whose text fields never receive a file part."""
+
+    class Meta(DefaultMeta):
+        def wrap_formdata(self, form, formdata):
+            # Flask-Admin 2.2.1 (helpers.get_form_data) hands every field the request's file parts
+            # too: a text field given one fails inside its validators, a server error (which
+            # BaseView._run_view even retries). Here a text field sent as a file is missing, and
+            # so is a multipart part without a name (its key None breaks Flask-Admin's inline
+            # lists).
+            formdata = super().wrap_formdata(form, formdata)
+            if not formdata:
+                return formdata
+            takes_files = {field.name for field in form if isinstance(field, FileField)}
+            items = list(formdata.items(multi=True))
+            kept = [
+                (name, value)
+                for name, value in items
+                if isinstance(name, str) and (name in takes_files or not isinstance(value, FileStorage))
+            ]
+            return formdata if len(kept) == len(items) else MultiDict(kept)
+
+
 class StaffModelView(StaffAccess, ModelView):
     """Model screens: SecureForm CSRF on every form, audit of every change, safe export."""
 
-    form_base_class = SecureForm
+    form_base_class = StaffForm
     model_form_converter = PatronModelConverter
     filter_converter = PatronFilterConverter()
     column_type_formatters = typefmt.BASE_FORMATTERS | {datetime: local_time}
@@ -234,6 +355,80 @@ class StaffModelView(StaffAccess, ModelView):
     def is_action_allowed(self, name: str) -> bool:
         right = self.action_rights.get(name)
         return super().is_action_allowed(name) and (right is None or current_user.can(right))
+
+    # The largest page number a list URL may ask for: far beyond any table, still a valid OFFSET.
+    max_page = 10**9
+
+    def get_one(self, id: t.Any) -> t.Any:
+        """The record with this key; an id that cannot be one (`?id=1,2`, `?id=abc`) is a 404."""
+        if not isinstance(id, str):
+            abort(404)  # `?id=1&id=2`
+        columns = sa.inspect(self.model).primary_key
+        values = iterdecode(id)
+        if len(values) != len(columns) or not all(
+            comparable(column.type, value) for column, value in zip(columns, values, strict=True)
+        ):
+            abort(404)
+        return super().get_one(id)
+
+    # Written after Flask-Admin 2.2.1 (flask_admin/model/base.py), whose list arguments go to the
+    # database as given: a negative or huge `page`, or a filter value that is no number for a
+    # number column (`flt1_3=abc` on a FilterEqual), is a database error on PostgreSQL.
+    def _get_list_extra_args(self) -> ViewArgs:
+        args = super()._get_list_extra_args()
+        page = min(max(args.page or 0, 0), self.max_page)
+        filters = []
+        for idx, name, value in args.filters or ():
+            flt = self._filters[idx]  # type: ignore[index]  # set whenever args.filters is
+            if self._filter_value_fits(flt, value):
+                filters.append((idx, name, value))
+            else:
+                flash(self.get_invalid_value_msg(value, flt), "error")
+        return args.clone(page=page, filters=filters or None)
+
+    def get_list(
+        self,
+        page: int | None,
+        sort_column: t.Any,
+        sort_desc: bool,
+        search: str | None,
+        filters: t.Any,
+        execute: bool = True,
+        page_size: int | None = None,
+    ) -> t.Any:
+        """Flask-Admin's list query, with the value of an equality filter on a number column a number.
+
+        FilterEqual passes its value on as typed, a str, which SQLAlchemy compares with an integer
+        column as text: PostgreSQL refuses `integer = character varying` (the ticket list's
+        category and owner filters).
+        """
+        typed = [(idx, name, self._typed_filter_value(idx, value)) for idx, name, value in filters or ()]
+        return super().get_list(
+            page, sort_column, sort_desc, search, typed or filters, execute=execute, page_size=page_size
+        )
+
+    def _typed_filter_value(self, idx: int, value: t.Any) -> t.Any:
+        flt = self._filters[idx]  # type: ignore[index]  # set whenever there are filters
+        column_type = getattr(getattr(flt, "column", None), "type", None)
+        if isinstance(flt, FilterEqual | FilterNotEqual) and isinstance(column_type, sa.Integer):
+            try:
+                return int(value)
+            except (TypeError, ValueError):
+                return value  # refused earlier, when the list arguments were read
+        return value
+
+    @staticmethod
+    def _filter_value_fits(flt: t.Any, value: str) -> bool:
+        """Whether a filter's value can be compared with its column (a list filter: each item)."""
+        column_type = getattr(getattr(flt, "column", None), "type", None)
+        if column_type is None:
+            return "\x00" not in value
+        try:
+            cleaned = flt.clean(value)
+        except (TypeError, ValueError):
+            return False
+        items = cleaned if isinstance(cleaned, list | tuple) else [cleaned]
+        return all(comparable(column_type, item) for item in items)
 
     def _get_filter_groups(self):
         # Flask-Admin computes filter options once at start-up; options that come from the
@@ -390,6 +585,13 @@ class StaffModelView(StaffAccess, ModelView):
         query = self.export_query()
         count = query.order_by(None).count()
         self.audit_export(count)
+        # The unit of work expired every loaded object, the signed-in user included. Read the
+        # user again now: the rows are formatted after the request's session has closed, and
+        # formatters check the user's rights (can_view_pii); an expired user could not be read
+        # then (DetachedInstanceError, a 500 in the middle of the download).
+        user = current_user._get_current_object()
+        if sa.inspect(user).expired:
+            query.session.refresh(user)
         columns = list(self._export_columns)
         rows = (
             [self.get_export_value(model, name) for name, _label in columns]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
@@ -33,10 +34,26 @@ def _no_nul_in_paths(_endpoint, values):
 
 
 AMOUNT = re.compile(r"[0-9]{1,10}(\.[0-9]{1,2})?")
+# A request body is a small, flat JSON object: these bounds are far above any real one.
+MAX_BODY_BYTES = 64 * 1024
+MAX_NESTING = 16
+TOO_DEEP = f"The body must be a JSON object nested at most {MAX_NESTING} levels deep."
+# Half of a UTF-16 surrogate pair on its own ("\ud800" in JSON): no UTF-8 text, so no database, holds it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class BadRequest(LoyaltyError):
     code, status = "bad_request", 400
+
+
+class UnsupportedBody(LoyaltyError):
+    code, status = "unsupported_media_type", 415
+
+
+@bp.before_request
+def _bounded_body() -> None:
+    """A body larger than any real request is refused (413) before it is read."""
+    request.max_content_length = MAX_BODY_BYTES
 
 
 def error(status: int, code: str, message: str):
@@ -89,10 +106,51 @@ def require(scope: str | None):
 
 
 def body() -> dict:
-    data = request.get_json(silent=True)
+    """The request's JSON object; anything else is refused with a message saying what is wrong."""
+    if not request.is_json:
+        raise UnsupportedBody("The body must be a JSON object sent with Content-Type: application/json.")
+    try:
+        document = request.get_data(cache=True).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("The body must be a JSON object in UTF-8; it is not valid UTF-8.") from None
+    try:
+        data = json.loads(document, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadRequest(TOO_DEEP) from None
+    except json.JSONDecodeError as exc:
+        raise BadRequest(
+            f"The body must be a JSON object; it is not valid JSON ({exc.msg}: line {exc.lineno}, "
+            f"column {exc.colno})."
+        ) from None
+    except ValueError:  # a number of thousands of digits, NaN or Infinity
+        raise BadRequest("The body must be a JSON object; it holds a number JSON does not allow.") from None
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.")
+    _check_plain(data)
     return data
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _check_plain(data: dict) -> None:
+    """Refuse a body nested too deeply or holding text that no database can store."""
+    pending: list[tuple[object, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_NESTING:
+            raise BadRequest(TOO_DEEP)
+        if isinstance(value, dict):
+            pending.extend((key, depth) for key in value)
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and LONE_SURROGATE.search(value):
+            raise BadRequest(
+                "The body must be a JSON object of Unicode text; it holds a lone surrogate "
+                "(half of a UTF-16 pair, such as \\ud800)."
+            )
 
 
 def optional_text(data: dict, name: str, max_length: int = 64) -> str | None:

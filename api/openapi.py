@@ -16,11 +16,17 @@ def _json(schema: dict, description: str) -> dict:
 
 
 ERRORS = {
-    "400": _json(_ref("Error"), "The body is not a JSON object."),
+    "400": _json(
+        _ref("Error"),
+        "The body is not a JSON object: not valid UTF-8 or JSON, nested too deeply, or holding a lone "
+        "surrogate (half of a UTF-16 pair).",
+    ),
     "401": _json(_ref("Error"), "No valid API key."),
     "403": _json(_ref("Error"), "The key lacks the scope."),
     "404": _json(_ref("Error"), "Unknown customer or route."),
     "409": _json(_ref("Error"), "Conflict: not enough points, out of stock, or an order reference reused."),
+    "413": _json(_ref("Error"), "The body is larger than 64 KiB."),
+    "415": _json(_ref("Error"), "The body is not sent as application/json."),
     "422": _json(_ref("Error"), "A field is missing or invalid; the message says which."),
     "503": {
         **_json(_ref("Error"), 'The database stayed busy; nothing was stored. Retry (code "busy").'),
@@ -230,7 +236,7 @@ PATHS = {
             "responses": {
                 "201": _json(_ref("PurchaseResult"), "Recorded."),
                 "200": _json(_ref("PurchaseResult"), "Already recorded: the first result."),
-                **_errors("400", "401", "403", "404", "409", "422", "503"),
+                **_errors("400", "401", "403", "404", "409", "413", "415", "422", "503"),
             },
         }
     },
@@ -298,7 +304,7 @@ PATHS = {
             },
             "responses": {
                 "201": _json(_ref("RedemptionResult"), "Redeemed."),
-                **_errors("400", "401", "403", "404", "409", "422", "503"),
+                **_errors("400", "401", "403", "404", "409", "413", "415", "422", "503"),
             },
         }
     },

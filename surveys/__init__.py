@@ -21,6 +21,16 @@ from surveys.forms import FeedbackForm, TrackForm
 bp = Blueprint("surveys", __name__)
 
 
+@bp.before_request
+def _no_nul() -> None:
+    """PostgreSQL can neither store nor compare text holding NUL, and no one types one."""
+    if any("\x00" in str(value) for value in (request.view_args or {}).values()):
+        abort(404)  # such an address names nothing
+    for values in (request.args, request.form):
+        if any("\x00" in str(name) or "\x00" in str(value) for name, value in values.items(multi=True)):
+            abort(400, description="The request holds a NUL character.")
+
+
 def _form_limit() -> str:
     return current_app.config["PUBLIC_FORM_RATE_LIMIT"]
 

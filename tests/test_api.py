@@ -6,6 +6,7 @@ must be one the document lists for the operation, and the body must match its sc
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -427,6 +428,88 @@ def test_a_json_array_is_a_bad_request(api, key, member):
     """Is a JSON body that is not an object refused with 400?"""
     response = api.post("/purchases", key, json=[purchase(member)])
     assert_error(response, 400, "bad_request", "JSON object")
+
+
+def purchases_stored() -> int:
+    return db.session.scalar(sa.select(sa.func.count(Purchase.id)))
+
+
+@pytest.mark.parametrize("where", ["order_ref", "currency", "customer", "a key"])
+def test_a_lone_surrogate_anywhere_in_the_body_is_a_bad_request(api, key, member, where):
+    """Is half a UTF-16 pair ("\\ud800"), which no database stores, refused with 400 and a message?"""
+    body = purchase(member)
+    if where == "customer":
+        body["customer"] = {"email": "\ud800@example.com"}
+    elif where == "a key":
+        body["\ud800"] = 1
+    else:
+        body[where] += "\udfff"
+    raw = json.dumps(body)  # ASCII: the surrogate travels as the escape \\ud800
+    response = api.post("/purchases", key, data=raw, content_type="application/json")
+    assert_error(response, 400, "bad_request", "lone surrogate")
+    assert purchases_stored() == 0
+
+
+def test_a_whole_surrogate_pair_is_ordinary_text(api, key, member):
+    """Is an emoji written as a JSON surrogate pair ("\\ud83d\\ude00") accepted as the one character it is?"""
+    raw = (
+        '{"customer": {"member_no": "%s"}, "order_ref": "A-\\ud83d\\ude00", "amount": "1", "currency": "CNY"}'
+    )
+    response = api.post("/purchases", key, data=raw % member, content_type="application/json")
+    assert response.status_code == 201
+    assert response.get_json()["purchase"]["order_ref"] == "A-\U0001f600"
+
+
+@pytest.mark.parametrize("depth", [17, 10_000])
+@pytest.mark.parametrize("path", ["/purchases", "/redemptions"])
+def test_a_deeply_nested_body_is_a_bad_request(api, key, path, depth):
+    """Is a body nested deeper than 16 levels (10,000 deep included) refused with 400, not a 500?"""
+    raw = '{"a":' * depth + "1" + "}" * depth
+    response = api.post(path, key, data=raw, content_type="application/json")
+    assert_error(response, 400, "bad_request", "nested at most 16 levels")
+
+
+@pytest.mark.parametrize("raw", ["[]", '"order"', "42", "null", "true"])
+def test_json_that_is_not_an_object_is_a_bad_request(api, key, raw):
+    """Is a JSON array, string, number, null or boolean body refused with 400?"""
+    response = api.post("/purchases", key, data=raw, content_type="application/json")
+    assert_error(response, 400, "bad_request", "The body must be a JSON object.")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"],
+)
+@pytest.mark.parametrize("path", ["/purchases", "/redemptions"])
+def test_a_body_not_sent_as_json_is_unsupported(api, key, member, path, content_type):
+    """Is a body without Content-Type: application/json refused with 415, naming the type to send?"""
+    raw = json.dumps(purchase(member))
+    response = api.post(path, key, data=raw, content_type=content_type)
+    assert_error(response, 415, "unsupported_media_type", "Content-Type: application/json")
+    assert purchases_stored() == 0
+
+
+@pytest.mark.parametrize("raw", [b'{"order_ref": "\xff\xfe"}', b'{"order_ref": "\xed\xa0\x80"}', b"\xc0\x80"])
+def test_a_body_that_is_not_utf8_is_a_bad_request(api, key, raw):
+    """Are invalid UTF-8 bytes (a lone surrogate in CESU-8, an overlong NUL) refused with 400?"""
+    response = api.post("/purchases", key, data=raw, content_type="application/json")
+    assert_error(response, 400, "bad_request", "not valid UTF-8")
+
+
+@pytest.mark.parametrize("raw", ['{"amount": NaN}', '{"amount": Infinity}', '{"amount": %s}' % ("9" * 5000)])
+def test_numbers_json_does_not_allow_are_a_bad_request(api, key, raw):
+    """Are NaN, Infinity and a number of 5,000 digits refused with 400?"""
+    response = api.post("/purchases", key, data=raw, content_type="application/json")
+    assert_error(response, 400, "bad_request", "number JSON does not allow")
+
+
+def test_a_body_over_64_kib_is_too_large(api, key, member):
+    """Is a body larger than any real request refused with 413 before it is read?"""
+    body = purchase(member) | {"note": "x" * 70_000}
+    response = api.post("/purchases", key, json=body)
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "request_entity_too_large"
+    assert purchases_stored() == 0
 
 
 @pytest.mark.parametrize(

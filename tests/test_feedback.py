@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import sqlalchemy as sa
 
@@ -168,3 +170,51 @@ def test_a_mistyped_code_in_the_lookup_form_says_so_and_keeps_it(client):
     response = client.get("/track", query_string={"code": "NOT-A-REAL-CODE"})
     assert response.status_code == 200
     assert "No message has this tracking code" in response.text and 'value="NOT-A-REAL-CODE"' in response.text
+
+
+# Malformed requests: a 4xx or the form again, never a server error, never a ticket.
+
+
+def test_a_message_sent_as_a_file_part_is_a_missing_message_and_keeps_the_rest(client):
+    """Is a text field sent as a file (multipart) read as missing, with what was typed kept?"""
+    response = send_feedback(
+        client, message=(io.BytesIO(b"The parcel arrived broken."), "note.txt"), name="王芳"
+    )
+    assert response.status_code == 200
+    assert "Please write your message." in response.text and 'value="王芳"' in response.text
+    assert tickets() == []
+
+
+def test_a_file_part_in_place_of_every_field_is_a_400(client):
+    """Is a form whose CSRF token comes as a file refused like a form without one?"""
+    page = client.get("/feedback")
+    data = {"csrf_token": (io.BytesIO(csrf_token(page.text).encode()), "token.txt"), "message": "hello"}
+    assert client.post("/feedback", data=data).status_code == 400
+    assert tickets() == []
+
+
+@pytest.mark.parametrize("body", ['{"kind": "complaint", "message": 5}', "[1, 2]", "false", "{" * 5000])
+def test_a_json_body_is_no_form_and_a_400(client, body):
+    """Is a JSON body (numbers, lists, deep nesting) refused with 400 instead of reaching the fields?"""
+    response = client.post("/feedback", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert tickets() == []
+
+
+@pytest.mark.parametrize("field", ["message", "name", "email", "kind"])
+def test_a_nul_character_in_any_field_is_a_400(client, field):
+    """Is text holding NUL (which PostgreSQL cannot store) refused with 400, opening nothing?"""
+    assert send_feedback(client, **{field: "a\x00b"}).status_code == 400
+    assert tickets() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "status"),
+    [("/track?code=A%00B", 400), ("/track/A%00B", 404), ("/track?code=%ED%A0%80", 200)],
+)
+def test_odd_tracking_codes_are_a_4xx_or_the_lookup_again(client, url, status):
+    """Do NUL and invalid UTF-8 in a tracking code answer 400, 404 or the lookup form, never 500?"""
+    response = client.get(url)
+    assert response.status_code == status
+    if status == 200:
+        assert "No message has this tracking code" in response.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -245,3 +246,47 @@ def test_a_busy_database_keeps_every_answer_and_asks_to_send_again(client, surve
     assert client.post(url, data=again | answers(survey, nps="4", text="排队太久")).status_code == 200
     assert client.post(url, data=again | answers(survey, nps="4", text="排队太久")).status_code == 200
     assert len(stored()) == 1  # the key the busy page kept: sent twice, stored once
+
+
+# Malformed requests: a 4xx or the questions again, never a server error, nothing stored.
+
+
+def test_an_answer_sent_as_a_file_part_is_a_missing_answer_and_keeps_the_rest(client, survey):
+    """Is a required answer sent as a file (multipart) read as missing, the other answers kept?"""
+    nps = next(q for q in survey.questions if q.kind == "nps")
+    data = answers(survey, text="送货太慢了") | {f"q{nps.id}": (io.BytesIO(b"9"), "nps.txt")}
+    response = submit(client, "/p/after-sales", data)
+    assert response.status_code == 422
+    assert f'href="#q{nps.id}"' in response.text and "送货太慢了</textarea>" in response.text
+    assert stored() == []
+
+
+def test_a_submission_key_sent_as_a_file_part_is_ignored(client, survey):
+    """Does a hidden field sent as a file count as absent, the answers stored once?"""
+    page = client.get("/p/after-sales")
+    data = answers(survey) | {
+        "csrf_token": csrf_token(page.text),
+        "submission_key": (io.BytesIO(b"key"), "key.txt"),
+    }
+    assert client.post("/p/after-sales", data=data).status_code == 200
+    assert len(stored()) == 1
+
+
+@pytest.mark.parametrize("body", ['{"q1": 9}', "[]", "[" * 5000])
+def test_a_json_body_is_no_answer_and_a_400(client, survey, body):
+    """Is a JSON body (numbers, lists, deep nesting) refused with 400, storing nothing?"""
+    response = client.post("/p/after-sales", data=body, content_type="application/json")
+    assert response.status_code == 400
+    assert stored() == []
+
+
+def test_a_nul_character_in_an_answer_is_a_400(client, survey):
+    """Is an answer holding NUL (which PostgreSQL cannot store) refused with 400, storing nothing?"""
+    assert submit(client, "/p/after-sales", answers(survey, text="a\x00b")).status_code == 400
+    assert stored() == []
+
+
+@pytest.mark.parametrize("url", ["/s/abc%00def", "/p/after%00sales"])
+def test_a_nul_character_in_a_survey_link_is_a_404(client, survey, url):
+    """Does a link holding NUL name nothing (404) instead of reaching the database?"""
+    assert client.get(url).status_code == 404
