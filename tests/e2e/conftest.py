@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from app import create_app
@@ -131,3 +131,30 @@ class StaffSession:
 def staff_session(page) -> StaffSession:
     """Signs the page's browser in and out."""
     return StaffSession(page)
+
+
+# What the Content-Security-Policy refused on a page's visits (tests/e2e/test_csp.py and others).
+REPORT_VIOLATIONS = """
+document.addEventListener('securitypolicyviolation', function (e) {
+  window.patronCspViolation(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline')
+    + ' on ' + location.pathname + ': ' + e.sample);
+});
+"""
+
+
+@pytest.fixture
+def violations(page: Page) -> list[str]:
+    """What the browser refused on this page's visits: violation events, CSP console errors, script errors."""
+    found: list[str] = []
+    # A binding and an init script come from the browser's side: the page's policy does not apply.
+    page.context.expose_binding("patronCspViolation", lambda _source, text: found.append(text))
+    page.context.add_init_script(REPORT_VIOLATIONS)
+    page.on("console", lambda m: found.append(m.text) if "Content Security Policy" in m.text else None)
+    page.on("pageerror", lambda error: found.append(f"script error: {error}"))
+    return found
+
+
+def settle(page: Page) -> None:
+    """Let late violations (from scripts that run after load) arrive before they are counted."""
+    page.wait_for_load_state("load")
+    page.evaluate("() => new Promise(resolve => setTimeout(resolve, 50))")

@@ -16,34 +16,10 @@ from models.surveys.builder import Question, Survey
 from models.uow import SYSTEM, unit_of_work
 from models.user import Role
 from tests.conftest import make_staff
+from tests.e2e.conftest import settle
 from tests.factories import make_customer, make_ticket
 
 pytestmark = pytest.mark.e2e
-
-REPORT_VIOLATIONS = """
-document.addEventListener('securitypolicyviolation', function (e) {
-  window.patronCspViolation(e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline')
-    + ' on ' + location.pathname + ': ' + e.sample);
-});
-"""
-
-
-@pytest.fixture
-def violations(page: Page) -> list[str]:
-    """What the browser refused on this page's visits: violation events, CSP console errors, script errors."""
-    found: list[str] = []
-    # A binding and an init script come from the browser's side: the page's policy does not apply.
-    page.context.expose_binding("patronCspViolation", lambda _source, text: found.append(text))
-    page.context.add_init_script(REPORT_VIOLATIONS)
-    page.on("console", lambda m: found.append(m.text) if "Content Security Policy" in m.text else None)
-    page.on("pageerror", lambda error: found.append(f"script error: {error}"))
-    return found
-
-
-def settle(page: Page) -> None:
-    """Let late violations (from scripts that run after load) arrive before they are counted."""
-    page.wait_for_load_state("load")
-    page.evaluate("() => new Promise(resolve => setTimeout(resolve, 50))")
 
 
 @pytest.fixture

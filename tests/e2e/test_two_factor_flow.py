@@ -12,6 +12,7 @@ from playwright.sync_api import Page, expect
 from models import db
 from models.user import Role
 from tests.conftest import TEST_PASSWORD, TWO_FACTOR_AS_DEPLOYED, make_staff
+from tests.e2e.conftest import settle
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +40,7 @@ def password_step(page: Page, email: str) -> None:
 
 
 def test_an_admin_enrols_at_sign_in_and_then_signs_in_with_a_fresh_code(
-    page: Page, admin: str, staff_session, tmp_path
+    page: Page, admin: str, staff_session, tmp_path, violations
 ):
     password_step(page, admin)
     page.wait_for_url("**/login/enrol")
@@ -66,6 +67,10 @@ def test_an_admin_enrols_at_sign_in_and_then_signs_in_with_a_fresh_code(
     page.get_by_role("button", name="Continue").click()
     page.wait_for_url("**/admin/")
     expect(page.locator("#user-menu")).to_be_visible()
+    page.goto("/admin/two_factor/")
+    settle(page)
+    # Every step ran under the Content-Security-Policy with nothing refused.
+    assert violations == []
 
 
 def test_a_replayed_code_is_refused_in_the_browser(page: Page, admin: str, live_server):
