@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+import typing as t
 from collections.abc import Iterable
 from contextvars import ContextVar
 from functools import cache
@@ -16,6 +17,7 @@ from flask.logging import default_handler
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import get_locale
 from flask_wtf import FlaskForm
+from werkzeug.datastructures import MultiDict
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wsgi import ClosingIterator
 from wtforms.fields import FileField
@@ -51,7 +53,7 @@ class CheckedForm(FlaskForm):
                 return formdata  # given by the caller, or explicitly none
             if request.method not in SUBMIT_METHODS:
                 return None
-            data = request.form.copy()
+            data: MultiDict[str, t.Any] = MultiDict(request.form)
             for field in form:
                 if isinstance(field, FileField):
                     data.setlist(field.name, request.files.getlist(field.name))
