@@ -106,23 +106,27 @@ TRUST_DESCRIPTION = _l(
 )
 
 
-class CodeForm(CheckedForm):
+class SecondStepForm(CheckedForm):
+    """A sign-in's second step: a code, and whether to trust this browser from now on."""
+
+    trust = BooleanField(_l("Trust this browser"), description=TRUST_DESCRIPTION)
+
+
+class CodeForm(SecondStepForm):
     code = StringField(
         _l("Code"),
         validators=[InputRequired(), Length(max=32), printable],
         description=_l("The 6-digit code your authenticator app shows, or one of your recovery codes."),
     )
-    trust = BooleanField(_l("Trust this browser"), description=TRUST_DESCRIPTION)
     submit = SubmitField(_l("Continue"))
 
 
-class EnrolForm(CheckedForm):
+class EnrolForm(SecondStepForm):
     code = StringField(
         _l("Code from the app"),
         validators=[InputRequired(), Length(max=32), printable],
         description=_l("After adding Patron to the app, type the 6-digit code it shows."),
     )
-    trust = BooleanField(_l("Trust this browser"), description=TRUST_DESCRIPTION)
     submit = SubmitField(_l("Turn on and sign in"))
 
 
