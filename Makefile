@@ -4,7 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 export FLASK_APP := app
 
-.PHONY: run test install install-dev translations messages lint bench clean
+.PHONY: run test install install-dev translations messages lint bench clean assets
+
+# Front-end packages come from the npm registry (pinned in package-lock.json) and are served
+# by the app from static/vendor/: never from a CDN. axe-core stays in node_modules for the tests.
+ASSETS := static/vendor/chart.umd.min.js
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+static/vendor/chart.umd.min.js: node_modules/.installed
+	mkdir -p static/vendor
+	cp node_modules/chart.js/dist/chart.umd.min.js $@
+
+assets: $(ASSETS)
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +32,8 @@ $(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(BIN)/activate
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.installed $@
 
-install: $(VENV)/.installed translations
-install-dev: $(VENV)/.installed-dev translations
+install: $(VENV)/.installed translations assets
+install-dev: $(VENV)/.installed-dev translations assets
 
 translations: $(VENV)/.installed
 	$(BIN)/pybabel compile --use-fuzzy -d translations --statistics 2>&1 | tail -n 2
@@ -50,4 +64,4 @@ bench: install-dev
 	$(BIN)/python bench/survey_submit.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache node_modules static/vendor

@@ -7,7 +7,6 @@ ticket's history with the unit of work's actor, writes its own audit event, and 
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -20,6 +19,7 @@ from models.crypto import EncryptedText, blind_index
 from models.events import TicketResolved
 from models.tickets.policy import PRIORITIES, due_at, load_calendar, policy_for
 from models.tickets.sla import Calendar, business_time_between
+from models.tickets.tracking import new_tracking_code, tracking_lookup_key
 from models.uow import current_uow
 from models.user import RIGHTS, StaffUser
 
@@ -238,17 +238,6 @@ def _log(ticket: Ticket, kind: str, before: str | None, after: str | None, now: 
     ticket.events.append(TicketEvent(kind=kind, from_value=before, to_value=after, actor_id=actor_id, at=now))
 
 
-def new_tracking_code() -> str:
-    """A tracking code with 160 random bits, in groups that can be read out on the phone."""
-    raw = secrets.token_hex(20).upper()
-    return "-".join(raw[i : i + 5] for i in range(0, len(raw), 5))
-
-
-def tracking_lookup_key(code: str) -> str:
-    """The normalised form a tracking code is hashed in (case and separators do not matter)."""
-    return "".join(ch for ch in code.upper() if ch.isalnum())
-
-
 def schedule(ticket: Ticket, calendar: Calendar) -> None:
     """Set the due times from the ticket's priority policy, its start and its paused time."""
     policy = policy_for(ticket.priority)
@@ -342,7 +331,7 @@ def open_ticket(spec: NewTicket, now: datetime | None = None) -> tuple[Ticket, s
 def find_by_tracking_code(code: str) -> Ticket | None:
     """The ticket a tracking code belongs to, or None."""
     key = tracking_lookup_key(code)
-    if len(key) < 20:
+    if key is None:
         return None
     return db.session.scalar(sa.select(Ticket).where(Ticket.tracking_bidx == blind_index("tracking", key)))
 

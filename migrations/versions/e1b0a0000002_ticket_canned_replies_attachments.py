@@ -1,0 +1,23 @@
+"""tickets: canned replies per language, attachments on messages
+
+Revision ID: e1b0a0000002
+Revises: e1b0a0000001
+Create Date: 2026-12-02 12:00:00.000000
+"""
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+
+# revision identifiers, used by Alembic.
+revision = "e1b0a0000002"
+down_revision = "e1b0a0000001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    pass
+
+
+def downgrade():
+    pass
