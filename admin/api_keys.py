@@ -10,9 +10,10 @@ from flask_babel import lazy_gettext as _l
 from wtforms import SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length
 
-from admin.base import StaffModelView, flash_busy
+from admin.base import StaffModelView, as_code, flash_busy
 from models import db
 from models.api_key import SCOPES, ApiKey, create_api_key, revoke
+from models.labels import label
 from models.uow import WriteBusy
 from security import CheckedForm
 
@@ -25,6 +26,11 @@ class ApiKeyForm(CheckedForm):
         description=_l("Short name, e.g. pos or webshop; orders are unique per source."),
     )
     scopes = SelectMultipleField(_l("Scopes"), choices=list(SCOPES.items()), validators=[DataRequired()])
+
+
+def scope_labels(view, context, model: ApiKey, name: str) -> str:
+    """What the key may do, in words."""
+    return "; ".join(label(SCOPES, scope) for scope in sorted(model.scope_set))
 
 
 class ApiKeyView(StaffModelView):
@@ -40,6 +46,10 @@ class ApiKeyView(StaffModelView):
         "created_at": _l("Created"),
         "revoked_at": _l("Revoked"),
     }
+    column_formatters = {"source": as_code, "scopes": scope_labels}
+    column_formatters_export: dict = {}
+    empty_message = _l("No API keys yet.")
+    empty_hint = _l("Issue a key for each shop or till that posts purchases.")
     list_template = "admin/api_key_list.html"
 
     @expose("/issue", methods=("GET", "POST"))

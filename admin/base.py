@@ -11,8 +11,19 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import Response, abort, flash, has_app_context, redirect, request, stream_with_context, url_for
-from flask_admin import AdminIndexView, BaseView
+from flask import (
+    Response,
+    abort,
+    flash,
+    g,
+    has_app_context,
+    redirect,
+    request,
+    session,
+    stream_with_context,
+    url_for,
+)
+from flask_admin import AdminIndexView, BaseView, expose
 from flask_admin.actions import action
 from flask_admin.babel import gettext as admin_gettext
 from flask_admin.babel import lazy_gettext as admin_lazy_gettext
@@ -27,15 +38,18 @@ from flask_admin.model import filters, typefmt
 from flask_admin.model.base import ViewArgs
 from flask_admin.model.form import converts
 from flask_admin.tools import iterdecode
-from flask_babel import format_datetime, get_timezone, to_user_timezone
+from flask_babel import format_datetime, get_timezone, ngettext, to_user_timezone
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
+from markupsafe import Markup
 from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.utils import secure_filename
 from wtforms import FileField
 from wtforms.meta import DefaultMeta
 
 from models.export import csv_safe
+from models.labels import closed_enumeration, label, labels_of
 from models.uow import Actor, UnitOfWork, WriteBusy, current_uow, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -247,6 +261,30 @@ def local_time_iso(view, value: datetime, name: str) -> str:
     return to_user_timezone(value).isoformat(timespec="seconds")
 
 
+def as_code(view, context, model, name: str) -> Markup:
+    """An identifier someone typed (a category code, an integration's source), shown as such."""
+    value = getattr(model, name)
+    return Markup("<code>{}</code>").format(value) if value else Markup(NOTHING)
+
+
+def yes_no(view, value: bool, name: str) -> str:
+    """A yes-or-no column as a word in the reader's language (never True/False)."""
+    return _("Yes") if value else _("No")
+
+
+NOTHING = "—"
+
+
+def nothing(view, value: None, name: str) -> str:
+    """An empty value on screen: a dash, never "None"."""
+    return NOTHING
+
+
+def nothing_exported(view, value: None, name: str) -> str:
+    """An empty value in an export: an empty cell."""
+    return ""
+
+
 def live_options(source: t.Callable[[], list]) -> t.Callable[[], list]:
     """Filter options read from the database on each request (empty while the app starts)."""
 
@@ -325,15 +363,106 @@ class StaffModelView(StaffAccess, ModelView):
     form_base_class = StaffForm
     model_form_converter = PatronModelConverter
     filter_converter = PatronFilterConverter()
-    column_type_formatters = typefmt.BASE_FORMATTERS | {datetime: local_time}
-    column_type_formatters_detail = typefmt.DETAIL_FORMATTERS | {datetime: local_time}
-    column_type_formatters_export = typefmt.EXPORT_FORMATTERS | {datetime: local_time_iso}
+    column_type_formatters = typefmt.BASE_FORMATTERS | {
+        type(None): nothing,
+        bool: yes_no,
+        datetime: local_time,
+    }
+    column_type_formatters_detail = typefmt.DETAIL_FORMATTERS | {
+        type(None): nothing,
+        bool: yes_no,
+        datetime: local_time,
+    }
+    column_type_formatters_export = typefmt.EXPORT_FORMATTERS | {
+        type(None): nothing_exported,
+        bool: yes_no,
+        datetime: local_time_iso,
+    }
     # The audit log names fields, never their values.
     audit_type: str = ""
     page_size = 20
     can_set_page_size = True
     export_types = ["csv"]
     export_batch_size = 500
+
+    # What an empty list says, and what to do next (templates/admin/model/list.html): a view may
+    # name its records ("No tickets yet.") and say where they come from when it cannot create.
+    empty_message: t.Any = _l("Nothing here yet.")
+    empty_hint: t.Any = _l("Records appear here as they are made elsewhere in the panel.")
+
+    def __init__(self, model: t.Any, *args: t.Any, **kwargs: t.Any) -> None:
+        # Code columns (status, channel, language, ...) and their labels, from models/labels.py;
+        # read before Flask-Admin scaffolds the filters.
+        self.code_labels = labels_of(model)
+        super().__init__(model, *args, **kwargs)
+
+    # Written after Flask-Admin 2.2.1's BaseModelView._get_list_value (list, details and export
+    # all go through it): a code column without a formatter or choices of the view's own shows
+    # its label.
+    def _get_list_value(self, context, model, name, column_formatters, column_type_formatters) -> t.Any:
+        labels = self.code_labels.get(name) if isinstance(name, str) else None
+        if labels is not None and name not in column_formatters and name not in self._column_choices_map:
+            value = self._get_field_value(model, name)
+            if value is not None and value != "":
+                return label(labels, value)
+        return super()._get_list_value(context, model, name, column_formatters, column_type_formatters)
+
+    def scaffold_filters(self, name: t.Any) -> t.Any:
+        """Flask-Admin's filters; an equality filter on a code column offers the labels to pick from."""
+        found = super().scaffold_filters(name)
+        labels = self.code_labels.get(name) if isinstance(name, str) else None
+        if labels and found and closed_enumeration(self.model, name):
+            options = tuple(labels.items())  # lazy labels: read in the reader's language per page
+            for flt in found:
+                if isinstance(flt, FilterEqual | FilterNotEqual) and not flt.options:
+                    flt.options = options
+        return found
+
+    # Flask-Admin 2.2.1 (flask_admin/model/base.py: create_view, edit_view, delete_view) flashes
+    # "Record was successfully created." and the like after a save; here that flash is replaced
+    # by one naming the record (create_model & co. leave its name in g).
+    @expose("/new/", methods=("GET", "POST"))
+    def create_view(self) -> t.Any:
+        response = super().create_view()
+        self._reword_flash(admin_gettext("Record was successfully created."), "create")
+        return response
+
+    @expose("/edit/", methods=("GET", "POST"))
+    def edit_view(self) -> t.Any:
+        response = super().edit_view()
+        self._reword_flash(admin_gettext("Record was successfully saved."), "edit")
+        return response
+
+    @expose("/delete/", methods=("POST",))
+    def delete_view(self) -> t.Any:
+        response = super().delete_view()
+        stock = admin_ngettext(
+            "Record was successfully deleted.", "%(count)s records were successfully deleted.", 1, count=1
+        )
+        self._reword_flash(stock, "delete")
+        return response
+
+    @staticmethod
+    def _saved_message(change: str, name: str | None) -> str:
+        """What a flash says after a create, edit or delete, naming the record when it can."""
+        if change == "create":
+            return _("Created “%(name)s”.", name=name) if name else _("Created.")
+        if change == "edit":
+            return _("Saved “%(name)s”.", name=name) if name else _("Saved.")
+        return _("Deleted “%(name)s”.", name=name) if name else _("Deleted.")
+
+    def _reword_flash(self, stock: str, change: str) -> None:
+        """Replace Flask-Admin's stock flash (as its own catalogue translated it) by ours."""
+        name = g.pop("patron_record_name", None)
+        flashes = session.get("_flashes") or []
+        if any(message == stock for _category, message in flashes):
+            mine = self._saved_message(change, name)
+            session["_flashes"] = [(kind, mine if message == stock else message) for kind, message in flashes]
+
+    @staticmethod
+    def _remember_record(model: t.Any) -> None:
+        """Keep the name of the record just saved or deleted, for the flash that says so."""
+        g.patron_record_name = str(model)
 
     # Buttons follow the rights, so nobody is shown an action that would answer 403. A view
     # that never allows one sets it to False as a class attribute.
@@ -465,6 +594,7 @@ class StaffModelView(StaffAccess, ModelView):
                 flash(admin_gettext("Failed to create record. %(error)s", error=str(exc)), "error")
                 log.exception("Failed to create record.")
             return False
+        self._remember_record(model)
         self.after_model_change(form, model, True)
         return model
 
@@ -483,6 +613,7 @@ class StaffModelView(StaffAccess, ModelView):
                 flash(admin_gettext("Failed to update record. %(error)s", error=str(exc)), "error")
                 log.exception("Failed to update record.")
             return False
+        self._remember_record(model)
         self.after_model_change(form, model, False)
         return True
 
@@ -490,6 +621,7 @@ class StaffModelView(StaffAccess, ModelView):
         try:
             with self.unit_of_work() as uow:
                 uow.session.refresh(model)
+                self._remember_record(model)
                 self.on_model_delete(model)
                 uow.session.flush()
                 uow.session.delete(model)
@@ -528,15 +660,7 @@ class StaffModelView(StaffAccess, ModelView):
                 raise
             flash(admin_gettext("Failed to delete records. %(error)s", error=str(exc)), "error")
             return
-        flash(
-            admin_ngettext(
-                "Record was successfully deleted.",
-                "%(count)s records were successfully deleted.",
-                len(rows),
-                count=len(rows),
-            ),
-            "success",
-        )
+        flash(ngettext("Deleted %(num)d record.", "Deleted %(num)d records.", len(rows)), "success")
 
     def handle_view_exception(self, exc: Exception) -> bool:
         if isinstance(exc, WriteBusy):

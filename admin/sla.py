@@ -6,7 +6,7 @@ from flask_babel import lazy_gettext as _l
 from wtforms import SelectField, ValidationError
 from wtforms.validators import InputRequired, NumberRange
 
-from admin.base import StaffModelView
+from admin.base import StaffModelView, as_code
 from models.tickets.policy import PRIORITY_LABELS, parse_weekly_hours
 from models.user import timezone_names
 
@@ -26,6 +26,8 @@ class TicketCategoryView(TicketSettingsView):
     can_delete = False  # tickets point at categories: deactivate instead
     column_list = ["position", "code", "name_en", "name_zh", "active"]
     column_default_sort = "position"
+    column_formatters = {"code": as_code}
+    column_formatters_export: dict = {}
     column_labels = {
         "position": _l("Order"),
         "code": _l("Code"),

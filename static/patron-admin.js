@@ -4,6 +4,7 @@
      data-patron-confirm="Question?"  a button or link that goes on only if confirmed
      data-patron-action="name"        a bulk action of Flask-Admin's list ("With selected")
      data-patron-inline-add="field"   adds a row to an inline form (the survey builder's questions)
+   Flask-Admin's filter rows get labels here too (they are built by its script, unlabelled).
    Links to "javascript:void(0)" (Flask-Admin's tabs, pager and menus) never navigate: the
    policy would refuse to run the URL and report it. */
 (function () {
@@ -33,6 +34,30 @@
       window.faForm.addInlineField(add, add.getAttribute('data-patron-inline-add'));
     }
   }, true);
+
+  // Flask-Admin 2.2.1's filter rows (admin/js/bs4_filters.js) are built in the browser with an
+  // operation menu and a value field that have no label: each is named after its filter
+  // ("Status: equals"), and again whenever a row is added or its operation changes.
+  function labelFilterRows(root) {
+    root.querySelectorAll('table.filters tr').forEach(function (row) {
+      var button = row.querySelector('.remove-filter');
+      var name = button ? button.textContent.replace('\u00d7', '').trim() : '';
+      var op = row.querySelector('select.filter-op');
+      var opText = op && op.selectedIndex >= 0 ? op.options[op.selectedIndex].text : '';
+      if (op) { op.setAttribute('aria-label', name); }
+      row.querySelectorAll('.filter-val').forEach(function (field) {
+        field.setAttribute('aria-label', opText ? name + ': ' + opText : name);
+      });
+    });
+  }
+  document.addEventListener('DOMContentLoaded', function () {
+    var filters = document.querySelector('table.filters');
+    if (!filters) { return; }
+    labelFilterRows(document);
+    new MutationObserver(function () { labelFilterRows(document); })
+      .observe(filters, { childList: true, subtree: true });
+    filters.addEventListener('change', function () { labelFilterRows(document); });
+  });
 
   // Captured first (Bootstrap's menus stop the click from bubbling); only the navigation is
   // cancelled, so Bootstrap's and Flask-Admin's own handlers on these links still run.

@@ -28,7 +28,7 @@ REFUSED = (
 )
 EXPIRED = "This search has expired. Please search again."
 NOT_FROM_ADDRESS = "Searches are not read from the page address. Type your search in the search box."
-EMPTY = "There are no items in the table."
+EMPTY = 'id="empty-state"'
 
 
 def rows(page: str) -> list[str]:
@@ -168,7 +168,10 @@ def test_an_analyst_searches_by_member_number_city_and_tag(client, auth, term):
 
 @pytest.mark.parametrize(
     "role, placeholder",
-    [(Role.ANALYST, "Member no., city or tag"), (Role.AGENT, "Member no., city, tag, email or phone")],
+    [
+        (Role.ANALYST, "Member no., city or tag"),
+        (Role.AGENT, "Member no., email, phone, full name, city or tag"),
+    ],
 )
 def test_the_search_box_says_what_it_searches(client, auth, role, placeholder):
     auth.login(role)
@@ -235,7 +238,7 @@ def test_searches_by_contact_are_limited_per_member_of_staff(client, auth):
     message = re.search(r"You have reached the limit[^<]*", page)
     assert message is not None
     assert re.fullmatch(
-        r"You have reached the limit of 3 searches by email or phone number\. Try again after "
+        r"You have reached the limit of 3 searches by email, phone number or name\. Try again after "
         r"\d{4}-\d\d-\d\d \d\d:\d\d, or search by member number, city or tag\.",
         html.unescape(message.group(0)).strip(),
     )

@@ -36,6 +36,15 @@ PURCHASE_CHANNELS = {
     "phone": _l("Phone"),
     "other": _l("Other"),
 }
+PURCHASE_STATUSES = ("completed", "refunded")
+PURCHASE_STATUS_LABELS = {"completed": _l("Completed"), "refunded": _l("Refunded")}
+# Sources the app itself writes; an integration's own source name (its API key's) is shown as typed.
+PURCHASE_SOURCE_LABELS = {
+    "admin": _l("Entered in the panel"),
+    "csv": _l("CSV import"),
+    "pos": _l("Point of sale"),
+    "api": _l("API"),
+}
 MONEY = Decimal("0.01")
 # What a purchase.create audit event names (fields, never values).
 AUDITED_FIELDS = ("amount", "channel", "customer_id", "order_ref", "points", "purchased_at")
@@ -48,7 +57,7 @@ class Purchase(Model):
     __table_args__ = (
         sa.UniqueConstraint("source", "order_ref", name="uq_purchase_source_order_ref"),
         sa.CheckConstraint("amount > 0", name="amount_positive"),
-        one_of("status", ("completed", "refunded"), "status"),
+        one_of("status", PURCHASE_STATUSES, "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -13,6 +13,13 @@ from models import Model, UTCDateTime, db, one_of, utcnow
 from models.surveys.scales import DETRACTOR_NPS
 
 QUESTION_KINDS = ("nps", "rating", "single", "multiple", "text")
+QUESTION_KIND_LABELS = {
+    "nps": _l("NPS (0–10)"),
+    "rating": _l("Rating (1–5, CSAT)"),
+    "single": _l("Single choice"),
+    "multiple": _l("Multiple choice"),
+    "text": _l("Free text"),
+}
 
 
 def open_between(opens_at: datetime | None, closes_at: datetime | None, now: datetime) -> bool:

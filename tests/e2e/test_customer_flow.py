@@ -67,7 +67,7 @@ def test_agent_sees_pii_and_analyst_sees_it_masked(page: Page, staff_session, li
     staff_session.sign_in(staff[Role.AGENT])
     open_new_customer_form(page)
     fill_customer_form(page, NAME, EMAIL, PHONE)
-    expect(page.locator(".alert-success")).to_contain_text("successfully created")
+    expect(page.locator(".alert-success")).to_contain_text("Created “")
     assert customer_count(live_server) == 2
 
     rows = search_customers(page, EMAIL)
