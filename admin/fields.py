@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import current_app, request
 from flask_babel import format_datetime
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -21,6 +21,7 @@ from models.customer import (
     contact_search,
     default_region,
     find_customer_id,
+    member_numbers,
     record_contact_search,
 )
 from models.uow import WriteBusy
@@ -73,12 +74,12 @@ def valid_phone(_form, field) -> None:
 
 
 def may_search_by_contact() -> bool:
-    """Whether the signed-in member of staff may look customers up by email or phone."""
+    """Whether the signed-in member of staff may look customers up by email, phone or name."""
     return bool(current_user.is_authenticated and current_user.can(CONTACT_SEARCH_RIGHT))
 
 
 def take_contact_search() -> str | None:
-    """Count a look-up by email or phone against the staff member's limit; the refusal if over it."""
+    """Count a look-up by email, phone or name against the staff member's limit; the refusal if over it."""
     if not limiter.enabled:
         return None
     limit = parse_limit(current_app.config["CONTACT_SEARCH_RATE_LIMIT"])
@@ -87,10 +88,33 @@ def take_contact_search() -> str | None:
         return None
     reset_at, _remaining = limiter.limiter.get_window_stats(limit, *keys)
     return _(
-        "You have reached the limit of %(count)d searches by email or phone number. "
+        "You have reached the limit of %(count)d searches by email, phone number or name. "
         "Try again after %(time)s, or search by member number, city or tag.",
         count=limit.amount,
         time=format_datetime(datetime.fromtimestamp(reset_at, UTC), "yyyy-MM-dd HH:mm"),
+    )
+
+
+def contact_refusal(kind: str) -> str:
+    """Why a look-up by email, phone or name was not made for someone without the right."""
+    if kind == "name":
+        return _(
+            "Searching by name needs the right to see personal data, so nothing was looked up. "
+            "Search by member number, city or tag instead."
+        )
+    return _(
+        "Searching by email or phone number needs the right to see personal data, so nothing "
+        "was looked up. Search by member number, city or tag instead."
+    )
+
+
+def name_not_found() -> str:
+    """What a name that finds no one is told: why, and the other ways to find the customer."""
+    return _(
+        "No customer has this name. Names are matched exactly (whole name as recorded; case and "
+        "spacing do not matter), because names are stored encrypted: a part of a name, a "
+        "nickname or another spelling finds nothing. Try the customer's phone number, email "
+        "address or member number."
     )
 
 
@@ -122,6 +146,18 @@ def known_customer(_form, field) -> None:
             ) from None
     if customer_id is None:
         raise ValidationError(str(_l("No customer has that email, phone or member number.")))
+
+
+class OpensFromCustomerPage:
+    """A model view whose create form, opened from a customer's page (`?customer_id=`), starts
+    with that customer's member number in its `customer_lookup` field."""
+
+    def create_form(self, obj=None):
+        form = super().create_form(obj)  # type: ignore[misc]
+        customer_id = request.args.get("customer_id", type=int)
+        if request.method == "GET" and customer_id and not form.customer_lookup.data:
+            form.customer_lookup.data = member_numbers([customer_id]).get(customer_id, "")
+        return form
 
 
 def member_no_of(view, context, model, name: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import date
 
 import phonenumbers
@@ -35,6 +37,21 @@ def normalise_phone(raw: str, region: str = "CN") -> str:
     if not phonenumbers.is_valid_number(number):
         raise InvalidContact(_("Not a valid phone number for its region.")) from None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+# A space typed between two Chinese characters is no part of the name: 张 三 is 张三.
+_SPACE_BETWEEN_HAN = re.compile(r"(?<=[\u3400-\u9fff\uf900-\ufaff]) (?=[\u3400-\u9fff\uf900-\ufaff])")
+
+
+def normalise_name(raw: str) -> str:
+    """The form a full name is indexed in: NFKC, case folded, one space between words.
+
+    Full-width letters become plain ones (ＪＯＨＮ is john), runs of spaces become one, and a
+    space between two Chinese characters goes (张 三 is 张三). Nothing else is changed: the
+    name is matched whole, never by part.
+    """
+    folded = unicodedata.normalize("NFKC", raw).casefold()
+    return _SPACE_BETWEEN_HAN.sub("", " ".join(folded.split()))
 
 
 def mask_email(email: str | None) -> str:

@@ -23,6 +23,7 @@ from models.contact import (
     mask_phone,
     mask_text,
     normalise_email,
+    normalise_name,
     normalise_phone,
 )
 from models.crypto import EncryptedDate, EncryptedText, blind_index
@@ -87,6 +88,8 @@ class Customer(Model):
     id: Mapped[int] = mapped_column(primary_key=True)
     member_no: Mapped[str | None] = mapped_column(sa.String(32), unique=True)
     name: Mapped[str | None] = mapped_column(EncryptedText("customer.name"))
+    # Names are sealed, so they can only be matched whole: by the keyed hash of the normalised name.
+    name_bidx: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     email: Mapped[str | None] = mapped_column(EncryptedText("customer.email"))
     email_bidx: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     phone: Mapped[str | None] = mapped_column(EncryptedText("customer.phone"))
@@ -104,6 +107,14 @@ class Customer(Model):
 
     def __str__(self) -> str:
         return self.member_no or f"#{self.id}"
+
+    @validates("name")
+    def _index_name(self, _key: str, value: str | None) -> str | None:
+        if not value or not value.strip():
+            self.name_bidx = None
+            return None
+        self.name_bidx = name_index(value)
+        return value.strip()
 
     @validates("email")
     def _normalise_email(self, _key: str, value: str | None) -> str | None:
@@ -148,6 +159,21 @@ def default_region() -> str:
     return current_app.config.get("DEFAULT_PHONE_REGION", "CN")
 
 
+# The blind index's purpose for names; the migration that filled the index for existing rows
+# (e1b0a0000001) holds a copy of it and of normalise_name.
+NAME_INDEX_PURPOSE = "name"
+
+
+def name_index(name: str) -> str | None:
+    """The blind index of a full name (normalised: see models.contact.normalise_name)."""
+    return blind_index(NAME_INDEX_PURPOSE, normalise_name(name))
+
+
+def could_be_name(term: str) -> bool:
+    """Whether a search term could be a full name: letters, and no digit or @."""
+    return any(ch.isalpha() for ch in term) and not any(ch.isdigit() or ch == "@" for ch in term)
+
+
 # Who may look customers up by email or phone (blind index): a look-up confirms the address or
 # number it was given, so it needs the right to see them.
 CONTACT_SEARCH_RIGHT = "customer.view_pii"
@@ -156,19 +182,21 @@ CONTACT_SEARCH_RIGHT = "customer.view_pii"
 class ContactSearch(t.NamedTuple):
     """A search term read as a contact key: its kind, and its WHERE clause (None if malformed)."""
 
-    kind: str  # "email" or "phone"
+    kind: str  # "email", "phone" or "name"
     clause: sa.ColumnElement[bool] | None
     problem: str | None = None
 
 
-def contact_search(term: str) -> ContactSearch | None:
-    """The term as an email or phone look-up by blind index; None for any other term.
+def contact_search(term: str, *, by_name: bool = False) -> ContactSearch | None:
+    """The term as an email, phone (or, if asked, name) look-up by blind index; None otherwise.
 
     Anything with an @ is an email (a malformed one says why); a term without letters that
-    reads as a valid phone number is a phone; the rest (member numbers, cities, tags) is not
-    a contact key.
+    reads as a valid phone number is a phone; with `by_name`, letters without digits are a full
+    name; the rest (member numbers, cities, tags) is not a contact key.
     """
     term = term.strip()
+    if by_name and could_be_name(term):
+        return ContactSearch("name", Customer.name_bidx == name_index(term))
     if "@" in term:
         try:
             return ContactSearch("email", Customer.email_bidx == blind_index("email", email_lookup_key(term)))
@@ -190,12 +218,12 @@ def contact_filter(term: str) -> sa.ColumnElement[bool] | None:
 
 
 def record_contact_search(kind: str, results: int) -> None:
-    """Audit a look-up by email or phone: who and when (the unit of work), the kind, the count."""
+    """Audit a look-up by email, phone or name: who and when (the unit of work), the kind, the count."""
     current_uow().audit("customer.search", "customer", None, [kind], detail=f"key={kind} results={results}")
 
 
 def record_refused_contact_search(kind: str, reason: str) -> None:
-    """Audit a look-up by email or phone that was refused ("no right", "rate limit"); never the term."""
+    """Audit a look-up by email, phone or name that was refused ("no right", "rate limit"); never the term."""
     detail = f"key={kind} reason={reason}"
     current_uow().audit("customer.search_refused", "customer", None, [kind], detail=detail)
 
