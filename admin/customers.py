@@ -19,21 +19,34 @@ from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.form import SecureForm
 from flask_admin.model.base import ViewArgs
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
-from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
+from wtforms import (
+    DateField,
+    HiddenField,
+    IntegerField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+    ValidationError,
+)
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
 from admin.base import StaffModelView, can_view_pii, flash_busy
 from admin.fields import (
     TAGS_HELP,
     choices,
+    contact_refusal,
     may_search_by_contact,
+    name_not_found,
     take_contact_search,
     valid_email,
     valid_phone,
 )
+from insights.customer360 import customer_summary, customer_timeline, message_excerpts
 from models import db, utcnow
 from models.crypto import UnreadableValue, keyring
 from models.customer import (
@@ -46,6 +59,7 @@ from models.customer import (
     CustomerMustBeKept,
     check_customer_deletable,
     contact_search,
+    could_be_name,
     record_contact_search,
     record_refused_contact_search,
 )
@@ -55,11 +69,24 @@ from models.loyalty.ledger import (
     account_state,
     adjust_points,
     expiring_points,
+    reason_label,
     recent_ledger,
 )
 from models.loyalty.programme import LoyaltyError, tiers
+from models.loyalty.purchases import PURCHASE_CHANNELS
+from models.loyalty.rewards import (
+    REDEMPTION_LABELS,
+    AlreadyRedeemed,
+    Redemption,
+    coupon_issued,
+    new_coupon_code,
+    redeem,
+    redeemable_rewards,
+)
 from models.loyalty.tiers import TierChange
 from models.surveys.invitations import INVITATION_LABELS, customer_invitations
+from models.tickets.ticket import MESSAGE_KIND_LABELS
+from models.tickets.ticket import STATUS_LABELS as TICKET_STATUS_LABELS
 from models.uow import WriteBusy
 from security import CheckedForm
 
@@ -90,26 +117,70 @@ def language_label(view, context, model: Customer, name: str):
 
 PERSONAL_FORMATTERS = {name: personal_value for name in PII_FIELDS}
 
+
+# Redemptions -----------------------------------------------------------------------------------
+# A redemption form carries its coupon code, drawn when the form was drawn and sealed for one
+# member of staff and one customer: the same form sent twice asks for the same code, and the
+# domain issues a code once (the second answer shows the coupon the first one made).
+REDEEM_LIFETIME = timedelta(hours=2)
+
+
+def seal_redemption(staff_id: int, customer_id: int, now: datetime) -> str:
+    """A one-time token for a redemption form: a fresh coupon code, sealed, expiring."""
+    payload = json.dumps({"code": new_coupon_code(), "expires": int((now + REDEEM_LIFETIME).timestamp())})
+    return keyring().seal(payload, f"customer.redeem:{staff_id}:{customer_id}")
+
+
+def open_redemption(token: str, staff_id: int, customer_id: int, now: datetime) -> str | None:
+    """The coupon code a redemption form was drawn with; None if expired, foreign or forged."""
+    try:
+        payload = json.loads(keyring().open(token, f"customer.redeem:{staff_id}:{customer_id}"))
+        code, expires = str(payload["code"]), int(payload["expires"])
+    except (UnreadableValue, ValueError, KeyError, TypeError):
+        return None
+    return code if now.timestamp() < expires else None
+
+
+class RedeemForm(CheckedForm):
+    # Not limited to the rewards offered: one that stopped being redeemable since the form was
+    # drawn is refused by redeem(), with its reason.
+    reward = RadioField(_l("Reward"), coerce=int, validate_choice=False, validators=[DataRequired()])
+    token = HiddenField(validators=[DataRequired()])
+
+
 # Searches --------------------------------------------------------------------------------------
 SEARCH_ARG = "q"
 SEARCH_LIFETIME = timedelta(minutes=30)
 MAX_SEARCH_LENGTH = 254
 
 
-def seal_search(term: str, staff_id: int, now: datetime) -> str:
-    """An opaque token for a search term, for one member of staff, expiring (sealed by the key ring)."""
-    payload = json.dumps({"term": term, "expires": int((now + SEARCH_LIFETIME).timestamp())})
+class SealedSearch(t.NamedTuple):
+    """What a search token holds: the term, and whether it was looked up by name when posted."""
+
+    term: str
+    by_name: bool = False
+
+
+def seal_search(term: str, staff_id: int, now: datetime, *, by_name: bool = False) -> str:
+    """An opaque token for a search term, for one member of staff, expiring (sealed by the key ring).
+
+    `by_name` says the term was looked up by name when it was posted (counted and audited then),
+    so that the list's later pages look it up the same way without counting it again.
+    """
+    expires = int((now + SEARCH_LIFETIME).timestamp())
+    payload = json.dumps({"term": term, "expires": expires, "by_name": by_name})
     return keyring().seal(payload, f"customer.search:{staff_id}")
 
 
-def open_search(token: str, staff_id: int, now: datetime) -> str | None:
-    """The term of a token sealed for this member of staff; None if expired, foreign or forged."""
+def open_search(token: str, staff_id: int, now: datetime) -> SealedSearch | None:
+    """The search in a token sealed for this member of staff; None if expired, foreign or forged."""
     try:
         payload = json.loads(keyring().open(token, f"customer.search:{staff_id}"))
-        term, expires = str(payload["term"]), int(payload["expires"])
-    except (UnreadableValue, ValueError, KeyError, TypeError):
+        found = SealedSearch(str(payload["term"]), payload.get("by_name") is True)
+        expires = int(payload["expires"])
+    except (UnreadableValue, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return term if now.timestamp() < expires else None
+    return found if now.timestamp() < expires else None
 
 
 @dataclass(frozen=True)
@@ -118,6 +189,7 @@ class ActiveSearch:
 
     token: str | None = None
     term: str | None = None
+    by_name: bool = False  # the term is looked up by exact name (see CustomerView.search)
 
     @property
     def expired(self) -> bool:
@@ -128,8 +200,8 @@ def active_search() -> ActiveSearch:
     """This request's search, read from its `q` argument once."""
     if "customer_search" not in g:
         token = request.args.get(SEARCH_ARG) or None
-        term = open_search(token, current_user.id, utcnow()) if token else None
-        g.customer_search = ActiveSearch(token, term)
+        sealed = open_search(token, current_user.id, utcnow()) if token else None
+        g.customer_search = ActiveSearch(token, *sealed) if sealed else ActiveSearch(token)
     return g.customer_search
 
 
@@ -138,10 +210,7 @@ def search_refusal(found: ContactSearch | None) -> str | None:
     if found is None:
         return None
     if not may_search_by_contact():
-        return _(
-            "Searching by email or phone number needs the right to see personal data, so nothing "
-            "was looked up. Search by member number, city or tag instead."
-        )
+        return contact_refusal(found.kind)
     return found.problem
 
 
@@ -160,6 +229,7 @@ class SearchBox:
     term: str
     clear_url: str
     placeholder: str
+    help: str
     notice: str | None
 
 
@@ -181,6 +251,8 @@ class CustomerView(StaffModelView):
         "action_view": "customer.edit",
         "export": "customer.export",
         "adjust_points": "loyalty.manage",
+        "redeem": "loyalty.purchase",
+        "coupon": "loyalty.purchase",
     }
     action_rights = {"delete": "customer.erase", "invite": "survey.invite"}
     audit_type = "customer"
@@ -303,13 +375,15 @@ class CustomerView(StaffModelView):
             if current.term == view_args.search and current.token:
                 token = current.token
             else:
-                token = seal_search(view_args.search, current_user.id, utcnow())
+                by_name = current.by_name and current.term == view_args.search
+                token = seal_search(view_args.search, current_user.id, utcnow(), by_name=by_name)
             extra = view_args.extra_args | {SEARCH_ARG: token}
             view_args = view_args.clone(search=None, extra_args=extra)
         return super()._get_list_url(view_args)
 
     def _apply_search(self, query, count_query, joins, count_joins, search):
-        found = contact_search(search)
+        current = active_search()
+        found = contact_search(search, by_name=current.by_name and current.term == search)
         if found is None:
             return super()._apply_search(query, count_query, joins, count_joins, search)
         # By blind index, for those who may; anyone else, and a malformed address, finds nothing.
@@ -333,12 +407,21 @@ class CustomerView(StaffModelView):
             return redirect(self._get_list_url(view_args))
         term = (form.search.data or "").strip()
         found = contact_search(term) if term else None
+        if found is None and could_be_name(term) and not self._count(term, view_args):
+            # Words that are no member number, city or tag here: looked up as a full name.
+            g.customer_search = ActiveSearch(term=term, by_name=True)
+            found = contact_search(term, by_name=True)
         if found is not None and not self._look_up_by_contact(term, found, view_args):
             return redirect(self._get_list_url(view_args))
         return redirect(self._get_list_url(view_args.clone(search=term or None)))
 
+    def _count(self, term: str, view_args: ViewArgs) -> int:
+        """How many customers the list finds for a term, under the list's filters."""
+        count, _query = self.get_list(0, None, False, term, view_args.filters, execute=False, page_size=0)
+        return count or 0
+
     def _look_up_by_contact(self, term: str, found: ContactSearch, view_args: ViewArgs) -> bool:
-        """Audit a search by email or phone and count it against the limit; False if it may not run.
+        """Audit a search by email, phone or name and count it against the limit; False if it may not run.
 
         A search refused for want of the right still goes on to the list, which says why it
         found nothing; a malformed address is looked up nowhere and the list says what is wrong.
@@ -356,9 +439,9 @@ class CustomerView(StaffModelView):
                     record_refused_contact_search(found.kind, "rate limit")
                 flash(over_limit, "error")
                 return False
-            count, _query = self.get_list(0, None, False, term, view_args.filters, execute=False, page_size=0)
+            count = self._count(term, view_args)
             with self.unit_of_work():
-                record_contact_search(found.kind, count or 0)
+                record_contact_search(found.kind, count)
         except WriteBusy:
             flash(_("The database was busy; your search was not run. Please try again."), "error")
             return False
@@ -371,11 +454,21 @@ class CustomerView(StaffModelView):
         list_args = {k: v for k, v in request.args.items() if k not in (SEARCH_ARG, "search", "page")}
         notice = _("This search has expired. Please search again.") if current.expired else None
         if current.term:
-            notice = search_refusal(contact_search(current.term))
+            notice = search_refusal(contact_search(current.term, by_name=current.by_name))
+            if notice is None and current.by_name and not kwargs.get("count"):
+                notice = name_not_found()
         if may_search_by_contact():
-            placeholder = _("Member no., city, tag, email or phone")
+            placeholder = _("Member no., email, phone, full name, city or tag")
+            help_text = _(
+                "Finds a member number, an exact email address, a phone number in any format, "
+                "an exact full name, a city or a tag."
+            )
         else:
             placeholder = _("Member no., city or tag")
+            help_text = _(
+                "Finds a member number, a city or a tag. Searching by email, phone or name needs "
+                "the right to see personal data."
+            )
         extra_args = dict(kwargs.get("extra_args") or {})
         if current.term and current.token:
             extra_args[SEARCH_ARG] = current.token  # the filter form keeps the search
@@ -385,6 +478,7 @@ class CustomerView(StaffModelView):
             term=current.term or "",
             clear_url=self._get_list_url(view_args.clone(search=None, page=None)),
             placeholder=placeholder,
+            help=help_text,
             notice=notice,
         )
         # Flask-Admin's own search box is a GET form, and its filter form would carry the term.
@@ -420,6 +514,79 @@ class CustomerView(StaffModelView):
             return redirect(url_for(".details_view", id=customer_id))
         return self._details_page(customer_id)  # shown again with the points and reason typed
 
+    @expose("/redeem/<int:customer_id>", methods=("GET", "POST"))
+    def redeem(self, customer_id: int):
+        """Redeem a reward for a customer: the rewards they can have now, the coupon on success."""
+        customer = db.session.get(Customer, customer_id)
+        if customer is None:
+            abort(404)
+        form = RedeemForm()
+        if form.is_submitted():
+            if not form.validate():
+                flash(_("Pick a reward."), "error")
+            else:
+                done = self._redeem(customer_id, form)
+                if done is not None:
+                    return done
+        if not form.token.data:
+            form.token.data = seal_redemption(current_user.id, customer_id, utcnow())
+        rewards = redeemable_rewards(customer_id)
+        form.reward.choices = [(reward.id, str(reward)) for reward in rewards]
+        balance, tier_code = account_state(customer_id)
+        tier_names = {tier.code: str(tier) for tier in tiers()}
+        return self.render(
+            "admin/customer_redeem.html",
+            customer=customer,
+            form=form,
+            rewards=rewards,
+            balance=balance,
+            tier=tier_names.get(tier_code, tier_code),
+            tier_names=tier_names,
+        )
+
+    def _redeem(self, customer_id: int, form: RedeemForm):
+        """Call the domain with the form's coupon code; a redirect when done, None to show the form again."""
+        code = open_redemption(form.token.data, current_user.id, customer_id, utcnow())
+        if code is None:
+            flash(_("This form has expired. Pick the reward again."), "error")
+            form.token.data = ""  # a fresh one is drawn
+            return None
+        try:
+            with self.unit_of_work():
+                result = redeem(customer_id, form.reward.data, coupon_code=code)
+        except AlreadyRedeemed:
+            earlier = coupon_issued(code)
+            if earlier is None or earlier.customer_id != customer_id:  # cannot be: the token is theirs
+                abort(409)
+            flash(_("This redemption was made already; here is its coupon."), "info")
+            return redirect(url_for(".coupon", redemption_id=earlier.id))
+        except LoyaltyError as exc:
+            flash(str(exc), "error")  # the domain's reason; nothing changed
+            return None
+        except WriteBusy:
+            flash_busy()
+            return None
+        flash(_("Reward redeemed."), "success")
+        return redirect(url_for(".coupon", redemption_id=result.redemption.id))
+
+    @expose("/coupon/<int:redemption_id>")
+    def coupon(self, redemption_id: int):
+        """A coupon, printable: code, reward, points spent, valid until."""
+        redemption = db.session.get(Redemption, redemption_id)
+        if redemption is None:
+            abort(404)
+        member_no = db.session.scalar(
+            sa.select(Customer.member_no).where(Customer.id == redemption.customer_id)
+        )
+        return self.render(
+            "admin/coupon.html",
+            redemption=redemption,
+            reward=redemption.reward,
+            member_no=member_no,
+            customer_id=redemption.customer_id,
+            status_labels=REDEMPTION_LABELS,
+        )
+
     def _details_page(self, customer_id: int):
         """The customer page, as Flask-Admin's details view renders it."""
         customer = self.get_one(str(customer_id))
@@ -443,6 +610,7 @@ class CustomerView(StaffModelView):
             "ledger": recent_ledger(customer.id, 15),
             "kinds": ENTRY_LABELS,
             "reasons": REASON_LABELS,
+            "reason": reason_label,
             "tier_names": tier_names,
             "tier_changes": db.session.scalars(
                 sa.select(TierChange)
@@ -450,6 +618,37 @@ class CustomerView(StaffModelView):
                 .order_by(TierChange.id.desc())
             ).all(),
             "adjust_form": AdjustPointsForm() if current_user.can("loyalty.manage") else None,
+        }
+
+    def customer_page(self, customer: Customer) -> dict:
+        """What the customer 360 shows besides the fields: the figures, one timeline page, actions."""
+        pii, session = can_view_pii(), db.session()
+        page = min(max(request.args.get("page", 1, type=int) or 1, 1), 10**6)
+        timeline = customer_timeline(session, customer.id, utcnow(), page)
+        notes = [row.item_id for row in timeline.rows if row.kind in ("message", "note")]
+        return {
+            "heading_name": customer.display("name", pii) or "",
+            "zh": str(get_locale() or "en").startswith("zh"),
+            "summary": customer_summary(session, customer.id, customer.tags),
+            "timeline": timeline,
+            # Message bodies are sealed personal data: an excerpt only for those who may read it.
+            "excerpts": message_excerpts(session, notes) if pii else {},
+            "labels": {
+                "points": ENTRY_LABELS,
+                "reason": reason_label,
+                "ticket": TICKET_STATUS_LABELS,
+                "message": MESSAGE_KIND_LABELS,
+                "coupon": REDEMPTION_LABELS,
+                "invitation": INVITATION_LABELS,
+                "channel": PURCHASE_CHANNELS,
+            },
+            "may": {
+                "ticket": current_user.can("ticket.work"),
+                "purchase": current_user.can("loyalty.purchase"),
+                "adjust": current_user.can("loyalty.manage"),
+                "redeem": self.may("redeem"),
+                "invite": current_user.can("survey.invite"),
+            },
         }
 
     def render(self, template, **kwargs):
@@ -460,6 +659,7 @@ class CustomerView(StaffModelView):
             kwargs["loyalty"] = self.loyalty_panel(kwargs["model"])
             kwargs["survey_invitations"] = customer_invitations(kwargs["model"].id)
             kwargs["invitation_labels"] = INVITATION_LABELS
+            kwargs.update(self.customer_page(kwargs["model"]))
         # Render first: the audit commit expires every loaded customer, and rendering after
         # it would fetch and decrypt each row again.
         html = super().render(template, **kwargs)
@@ -476,6 +676,8 @@ class CustomerView(StaffModelView):
             action = "customer.list"
         elif template in (self.details_template, self.details_modal_template) and model is not None:
             shown = [c for c, _label in self._details_columns if c in PII_FIELDS]
+            if kwargs.get("excerpts"):  # the timeline's excerpts of ticket messages
+                shown.append("ticket_message.body")
             action, object_id, detail = "customer.view", model.id, ""
         elif template in (self.edit_template, self.edit_modal_template) and model is not None:
             if request.method != "GET":

@@ -13,11 +13,11 @@ from wtforms import BooleanField, DecimalField, FileField, SelectField, StringFi
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 
 from admin.base import StaffModelView, StaffView, flash_busy
-from admin.fields import known_customer, member_no_of
+from admin.fields import OpensFromCustomerPage, known_customer, member_no_of
 from models import db
 from models.customer import find_customer_id
 from models.loyalty.imports import check_import, record_import
-from models.loyalty.ledger import ENTRY_LABELS
+from models.loyalty.ledger import ENTRY_LABELS, PointsEntry, reason_label
 from models.loyalty.programme import DatedWindow, LoyaltyError, tiers
 from models.loyalty.purchases import (
     PURCHASE_CHANNELS,
@@ -51,7 +51,7 @@ def check_window(model: DatedWindow) -> None:
         raise ValidationError(str(exc)) from None
 
 
-class PurchaseView(StaffModelView):
+class PurchaseView(OpensFromCustomerPage, StaffModelView):
     right = "loyalty.view"
     endpoint_rights = {
         "create_view": "loyalty.purchase",
@@ -149,6 +149,10 @@ class PurchaseView(StaffModelView):
         flash(_("%(n)d purchases refunded.", n=done), "success")
 
 
+def ledger_reason(view, context, model: PointsEntry, name: str) -> str:
+    return reason_label(model.reason)
+
+
 class LedgerView(StaffModelView):
     """The points ledger: read-only for everyone, as the database enforces."""
 
@@ -179,8 +183,8 @@ class LedgerView(StaffModelView):
         "actor": _l("By"),
         "expires_at": _l("Expires"),
     }
-    column_formatters = {"customer": member_no_of, "kind": entry_kind}
-    column_formatters_export = {"customer": member_no_of, "kind": entry_kind}
+    column_formatters = {"customer": member_no_of, "kind": entry_kind, "reason": ledger_reason}
+    column_formatters_export = column_formatters
     column_default_sort = ("id", True)
     column_filters = ["kind", "created_at", "customer_id"]
     column_searchable_list = ["reference", "reason"]

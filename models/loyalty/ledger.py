@@ -8,6 +8,7 @@ its triggers keep the ledger append-only. The entry's `actor` is the unit of wor
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,6 +37,16 @@ REASON_LABELS = {
     "points expired": _l("Points expired"),
     "coupon cancelled": _l("Coupon cancelled"),
 }
+REWARD_REASON = re.compile(r"reward \d+")  # written by redeem(): "reward <id>"
+
+
+def reason_label(reason: str | None) -> str:
+    """A ledger entry's reason for a reader: the system's own reasons in words, free text as typed."""
+    if reason in REASON_LABELS:
+        return str(REASON_LABELS[reason])
+    if reason and REWARD_REASON.fullmatch(reason):
+        return str(_l("Reward redeemed"))
+    return reason or ""
 
 
 class LoyaltyAccount(Model):

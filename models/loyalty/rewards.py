@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
 from flask_babel import lazy_gettext as _l
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models import BilingualName, Model, UTCDateTime, db, one_of, utcnow
@@ -23,6 +25,7 @@ from models.loyalty.programme import DatedWindow, LoyaltyError, tiers
 from models.uow import current_uow
 
 COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read out loud safely
+COUPON_PATTERN = re.compile(f"[{COUPON_ALPHABET}]{{4}}(-[{COUPON_ALPHABET}]{{4}}){{3}}")
 REDEMPTION_STATUSES = ("issued", "used", "cancelled")
 REDEMPTION_LABELS = {"issued": _l("Issued"), "used": _l("Used"), "cancelled": _l("Cancelled")}
 
@@ -33,6 +36,16 @@ class OutOfStock(LoyaltyError):
 
 class NotEligible(LoyaltyError):
     code, status = "not_eligible", 422
+
+
+class AlreadyRedeemed(LoyaltyError):
+    """The coupon code given was issued before: the same redemption asked for twice."""
+
+    code, status = "already_redeemed", 409
+
+    def __init__(self, message: str, coupon_code: str) -> None:
+        super().__init__(message)
+        self.coupon_code = coupon_code
 
 
 class Reward(DatedWindow, BilingualName, Model):
@@ -111,6 +124,15 @@ def available_rewards(now: datetime) -> list[Reward]:
     )
 
 
+def tier_allows(min_tier: str | None, tier_code: str | None, order: list[str]) -> bool:
+    """Whether a member of a tier may have a reward for `min_tier` and up (tiers lowest first)."""
+    if not min_tier:
+        return True
+    have = order.index(tier_code) if tier_code in order else 0
+    need = order.index(min_tier) if min_tier in order else len(order)
+    return have >= need
+
+
 def _check_eligible(reward: Reward, customer_id: int, now: datetime) -> None:
     if (
         not reward.active
@@ -119,12 +141,33 @@ def _check_eligible(reward: Reward, customer_id: int, now: datetime) -> None:
     ):
         raise NotEligible(str(_l("This reward is not available now.")))
     if reward.min_tier:
-        order = [tier.code for tier in tiers()]
         account = db.session.get(LoyaltyAccount, customer_id)
-        have = order.index(account.tier_code) if account and account.tier_code in order else 0
-        need = order.index(reward.min_tier) if reward.min_tier in order else len(order)
-        if have < need:
+        tier_code = account.tier_code if account else None
+        if not tier_allows(reward.min_tier, tier_code, [tier.code for tier in tiers()]):
             raise NotEligible(str(_l("This reward is for higher tiers only.")))
+
+
+def redeemable_rewards(customer_id: int, now: datetime | None = None) -> list[Reward]:
+    """The rewards this customer could redeem now: on offer, in stock, for their tier, affordable.
+
+    A list to offer; redeem() checks each rule again when the redemption is made.
+    """
+    now = now or utcnow()
+    account = db.session.get(LoyaltyAccount, customer_id)
+    balance, tier_code = (account.balance, account.tier_code) if account else (0, None)
+    order = [tier.code for tier in tiers()]
+    return [
+        reward
+        for reward in available_rewards(now)
+        if reward.stock != 0
+        and reward.points_cost <= balance
+        and tier_allows(reward.min_tier, tier_code, order)
+    ]
+
+
+def coupon_issued(coupon_code: str) -> Redemption | None:
+    """The redemption that issued a coupon code, if any."""
+    return db.session.scalar(sa.select(Redemption).where(Redemption.coupon_code == coupon_code))
 
 
 def _take_stock(reward_id: int) -> bool:
@@ -139,14 +182,49 @@ def _take_stock(reward_id: int) -> bool:
     return taken is not None
 
 
-def redeem(customer_id: int, reward_id: int, now: datetime | None = None) -> RedemptionResult:
+def _insert_unless_issued(values: dict) -> int | None:
+    """INSERT ... ON CONFLICT (coupon_code) DO NOTHING RETURNING id: None if the code was issued.
+
+    On PostgreSQL a concurrent insert of the same code waits for the other transaction and then
+    does nothing, leaving this transaction intact (no IntegrityError to roll back).
+    """
+    dialect = db.session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Redemption.__table__)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["coupon_code"])
+        .returning(Redemption.__table__.c.id)
+    )
+    return db.session.execute(statement).scalar()
+
+
+def _give_back_stock(reward_id: int) -> None:
+    table = Reward.__table__
+    db.session.execute(
+        sa.update(table)
+        .where(table.c.id == reward_id, table.c.stock.is_not(None))
+        .values(stock=table.c.stock + 1)
+    )
+
+
+def redeem(
+    customer_id: int, reward_id: int, now: datetime | None = None, *, coupon_code: str | None = None
+) -> RedemptionResult:
     """Exchange points for a reward, in the caller's unit of work: points and stock taken atomically.
 
-    Raises NotEligible, InsufficientPoints or OutOfStock having changed nothing, so a caller
-    may go on with its unit of work.
+    `coupon_code`, drawn beforehand with new_coupon_code(), makes the call idempotent: a form
+    sent twice asks for the same code, and the second time is refused with AlreadyRedeemed.
+    Raises NotEligible, InsufficientPoints, OutOfStock or AlreadyRedeemed having changed
+    nothing, so a caller may go on with its unit of work.
     """
     now = now or utcnow()
     uow = current_uow()
+    if coupon_code is not None:
+        if not COUPON_PATTERN.fullmatch(coupon_code):
+            raise NotEligible(str(_l("This coupon code is not valid.")))
+        if coupon_issued(coupon_code) is not None:
+            raise AlreadyRedeemed(str(_l("This redemption was made already.")), coupon_code)
     reward = db.session.get(Reward, reward_id)
     if reward is None:
         raise NotEligible(str(_l("No such reward.")))
@@ -157,7 +235,7 @@ def redeem(customer_id: int, reward_id: int, now: datetime | None = None) -> Red
     if reward.stock is not None and not _take_stock(reward_id):  # unlimited rewards need no row lock
         change_balance(customer_id, reward.points_cost, now)  # give back: no ledger entry was written
         raise OutOfStock(str(_l("This reward is out of stock.")))
-    coupon_code = new_coupon_code()
+    coupon_code = coupon_code or new_coupon_code()
     values = {
         "customer_id": customer_id,
         "reward_id": reward_id,
@@ -166,9 +244,12 @@ def redeem(customer_id: int, reward_id: int, now: datetime | None = None) -> Red
         "status": "issued",
         "created_at": now,
     }
-    new_id = db.session.execute(
-        sa.insert(Redemption.__table__).values(values).returning(Redemption.__table__.c.id)
-    ).scalar_one()
+    new_id = _insert_unless_issued(values)
+    if new_id is None:  # the same code, issued a moment ago by a concurrent request: give back
+        change_balance(customer_id, reward.points_cost, now)
+        if reward.stock is not None:
+            _give_back_stock(reward_id)
+        raise AlreadyRedeemed(str(_l("This redemption was made already.")), coupon_code)
     posting = Posting(
         customer_id,
         "redeem",
@@ -215,11 +296,6 @@ def cancel_redemption(redemption_id: int, now: datetime | None = None) -> Redemp
         ),
         now,
     )
-    table = Reward.__table__
-    db.session.execute(
-        sa.update(table)
-        .where(table.c.id == redemption.reward_id, table.c.stock.is_not(None))
-        .values(stock=table.c.stock + 1)
-    )
+    _give_back_stock(redemption.reward_id)
     uow.audit("redemption.cancel", "redemption", redemption.id, ["status", "cancelled_at"])
     return redemption
