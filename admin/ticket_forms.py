@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
-from wtforms import HiddenField, RadioField, SelectField, SubmitField, TextAreaField
-from wtforms.validators import InputRequired, Length
+from wtforms import HiddenField, MultipleFileField, RadioField, SelectField, SubmitField, TextAreaField
+from wtforms.validators import AnyOf, InputRequired, Length, Optional
 
 from models.tickets.policy import PRIORITY_LABELS
 from models.tickets.ticket import MESSAGE_KIND_LABELS, active_categories, ticket_owners
@@ -34,7 +34,23 @@ class ReplyForm(CheckedForm):
         default="outbound",
     )
     body = TextAreaField(_l("Message"), validators=[InputRequired(), Length(max=10000)])
+    files = MultipleFileField(_l("Attach files"))
     submit = SubmitField(_l("Add to the thread"))
+
+
+class FinishForm(CheckedForm):
+    """Resolve or close, with an optional last reply to the customer (one step)."""
+
+    to_status = HiddenField(validators=[InputRequired(), AnyOf(("resolved", "closed"))])
+    reply = TextAreaField(
+        _l("Reply to the customer (optional)"),
+        validators=[Optional(), Length(max=10000)],
+        description=_l("Sent with the change; leave empty to change the status only."),
+    )
+
+
+class TakeForm(CheckedForm):
+    """Assign to me: nothing but the CSRF token."""
 
 
 class MoveForm(CheckedForm):

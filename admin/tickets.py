@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from urllib.parse import quote
+
 import sqlalchemy as sa
-from flask import abort, flash, redirect, request, url_for
+from flask import Response, abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual
@@ -15,20 +19,33 @@ from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
 from admin.base import StaffModelView, can_view_pii, flash_busy, live_options
-from admin.fields import known_customer, member_no_of
+from admin.fields import OpensFromCustomerPage, known_customer
 from admin.ticket_forms import (
     BulkAssignForm,
     BulkPriorityForm,
+    FinishForm,
     MoveForm,
     PropertiesForm,
     ReplyForm,
+    TakeForm,
     category_choices,
     owner_choices,
 )
 from models import db, utcnow
 from models.contact import mask_email, mask_name, mask_phone
-from models.customer import find_customer_id
+from models.customer import CUSTOMER_LANGUAGES, find_customer_id
 from models.surveys.answers import response_for_follow_up
+from models.tickets.attachments import (
+    ALLOWED_LABEL,
+    AttachmentRefused,
+    CheckedFile,
+    TicketAttachment,
+    check_upload,
+    human_size,
+    max_bytes,
+    read_file,
+)
+from models.tickets.canned import canned_replies_for
 from models.tickets.feedback import STANDARD_SUBJECTS
 from models.tickets.policy import PRIORITY_LABELS
 from models.tickets.ticket import (
@@ -41,6 +58,7 @@ from models.tickets.ticket import (
     Ticket,
     TicketCategory,
     TicketError,
+    TicketMessage,
     active_categories,
     add_message,
     assign,
@@ -49,10 +67,14 @@ from models.tickets.ticket import (
     close_tickets,
     due_soon_clause,
     edit_ticket,
+    finish_ticket,
+    may_own_tickets,
     mine_clause,
     move_ticket,
     open_ticket,
     overdue_clause,
+    take_ticket,
+    take_tickets,
     ticket_owners,
     tickets_by_ids,
     unassigned_clause,
@@ -70,6 +92,20 @@ def reference_link(view, context, model: Ticket, name: str):
 def subject_label(view, context, model: Ticket, name: str):
     """The subject; standard subjects of web tickets in the reader's language."""
     return _(model.subject) if model.subject in STANDARD_SUBJECTS else model.subject
+
+
+def customer_name_of(view, context, model: Ticket, name: str):
+    """The customer's name (masked for roles without PII rights) and member number; for a web
+    ticket from nobody known, the name given on the form. The customer is joined by the list
+    query: one query for the page, one decryption per row."""
+    pii = can_view_pii()
+    if model.customer is not None:
+        person = model.customer.display("name", pii) or model.customer.member_no
+        return Markup('{} <small class="text-muted">{}</small>').format(person, model.customer.member_no)
+    if model.contact_name:
+        given = model.contact_name if pii else mask_name(model.contact_name)
+        return Markup('{} <small class="text-muted">({})</small>').format(given, _("not a customer"))
+    return ""
 
 
 def status_label(view, context, model: Ticket, name: str):
@@ -116,7 +152,7 @@ def _labelled(labels: dict) -> list[tuple[str, str]]:
     return [(key, str(label)) for key, label in labels.items()]
 
 
-class TicketView(StaffModelView):
+class TicketView(OpensFromCustomerPage, StaffModelView):
     """All tickets; subclasses narrow the list to a queue."""
 
     right = "ticket.view"
@@ -126,6 +162,10 @@ class TicketView(StaffModelView):
         "action_view": "ticket.work",
         "reply": "ticket.work",
         "move": "ticket.work",
+        "take": "ticket.work",
+        "finish": "ticket.work",
+        # Files may hold personal data: only those who may read the thread may download them.
+        "attachment": "customer.view_pii",
         "update": "ticket.work",
         "bulk_assign": "ticket.work",
         "bulk_priority": "ticket.work",
@@ -173,7 +213,7 @@ class TicketView(StaffModelView):
         "status": status_label,
         "priority": priority_badge,
         "channel": channel_label,
-        "customer": member_no_of,
+        "customer": customer_name_of,
         "sla": sla_badge,
     }
     column_sortable_list = [
@@ -277,31 +317,65 @@ class TicketView(StaffModelView):
             uow.audit("ticket.view", "ticket", ticket.id, ["messages", "contact", "tracking_code"])
         return self._render_ticket(ticket, pii=True)
 
-    def _render_ticket(self, ticket: Ticket, pii: bool, reply_form: ReplyForm | None = None):
+    def _render_ticket(
+        self,
+        ticket: Ticket,
+        pii: bool,
+        reply_form: ReplyForm | None = None,
+        finish_form: FinishForm | None = None,
+    ):
         properties = PropertiesForm(
             formdata=None,
             owner=str(ticket.owner_id or ""),
             priority=ticket.priority,
             category=str(ticket.category_id or ""),
         )
+        can_work = current_user.can("ticket.work")
         return self.render(
             "admin/ticket.html",
             ticket=ticket,
             known_subjects=STANDARD_SUBJECTS,
             pii=pii,
+            customer_name=self._customer_name(ticket, pii),
             contact=self._contact(ticket, pii),
-            can_work=current_user.can("ticket.work"),
-            moves=sorted(TRANSITIONS[ticket.status], key=list(STATUS_LABELS).index),
+            can_work=can_work,
+            can_take=can_work
+            and ticket.is_open
+            and ticket.owner_id != current_user.id
+            and may_own_tickets(current_user),
+            moves=sorted(TRANSITIONS[ticket.status] - {"resolved", "closed"}, key=list(STATUS_LABELS).index),
+            finishes=[status for status in ("resolved", "closed") if status in TRANSITIONS[ticket.status]],
             status_labels=STATUS_LABELS,
             kind_labels=MESSAGE_KIND_LABELS,
             channel_labels=CHANNEL_LABELS,
             priority_labels=PRIORITY_LABELS,
+            language_labels=CUSTOMER_LANGUAGES,
             sla=sla_state(ticket),
             survey_response=response_for_follow_up(ticket.id),
+            canned=self._canned(ticket, pii) if can_work else [],
             reply_form=reply_form or ReplyForm(formdata=None),
+            finish_form=finish_form or FinishForm(formdata=None),
             move_form=MoveForm(formdata=None),
+            take_form=TakeForm(formdata=None),
             properties_form=properties,
+            attachment_limit=human_size(max_bytes()),
+            attachment_kinds=ALLOWED_LABEL,
+            file_size=human_size,
         )
+
+    @staticmethod
+    def _customer_name(ticket: Ticket, pii: bool) -> str:
+        """The customer's name as this viewer may see it ("" when none is known)."""
+        if ticket.customer is None:
+            return ""
+        return str(ticket.customer.display("name", pii) or "")
+
+    @staticmethod
+    def _canned(ticket: Ticket, pii: bool):
+        """Canned replies for this ticket, the customer's language first, placeholders filled."""
+        customer = ticket.customer
+        name = (customer.name if customer else ticket.contact_name) if pii else None
+        return canned_replies_for(customer.language if customer else None, name, str(ticket))
 
     @staticmethod
     def _contact(ticket: Ticket, pii: bool) -> dict[str, str]:
@@ -314,26 +388,114 @@ class TicketView(StaffModelView):
     def _back(self, ticket_id: int):
         return redirect(url_for(".ticket_page", ticket_id=ticket_id))
 
+    def _again(self, ticket_id: int, status: int, **forms):
+        """The ticket page again with what was typed kept (the thread was audited when opened)."""
+        page = self._render_ticket(self._ticket_or_404(ticket_id), can_view_pii(), **forms)
+        return page, status, ({"Retry-After": "1"} if status == 503 else {})
+
     @expose("/ticket/<int:ticket_id>/reply", methods=("POST",))
     def reply(self, ticket_id: int):
         ticket = self._ticket_or_404(ticket_id)
         form = ReplyForm()
         if not form.validate_on_submit():
             flash(_("Write a message first."), "error")
+            return self._again(ticket_id, 400, reply_form=form)
+        try:
+            files = checked_uploads()
+        except AttachmentRefused as exc:
+            flash(str(exc) + " " + _("Nothing was added; your message is still in the box."), "error")
+            return self._again(ticket_id, 400, reply_form=form)
+        try:
+            with self.unit_of_work():
+                add_message(ticket, form.kind.data, form.body.data, files=files)
+        except TicketError as exc:
+            flash(str(exc), "error")
+            return self._again(ticket_id, 400, reply_form=form)
+        except WriteBusy:
+            flash_busy()
+            return self._again(ticket_id, 503, reply_form=form)
+        flash(_("Added to the thread."), "success")
+        return self._back(ticket_id)
+
+    @expose("/ticket/<int:ticket_id>/take", methods=("POST",))
+    def take(self, ticket_id: int):
+        """Assign to me (a new ticket is acknowledged too)."""
+        ticket = self._ticket_or_404(ticket_id)
+        if not TakeForm().validate_on_submit():
             return self._back(ticket_id)
         try:
             with self.unit_of_work():
-                add_message(ticket, form.kind.data, form.body.data)
+                taken = take_ticket(ticket, current_user)
         except TicketError as exc:
             flash(str(exc), "error")
         except WriteBusy:
             flash_busy()
-            # The page again, the typed reply kept in its box (the thread was audited when opened).
-            page = self._render_ticket(self._ticket_or_404(ticket_id), can_view_pii(), reply_form=form)
-            return page, 503, {"Retry-After": "1"}
         else:
-            flash(_("Added to the thread."), "success")
+            if taken:
+                flash(_("The ticket is yours now."), "success")
+            else:
+                flash(_("Only open tickets can be taken."), "error")
         return self._back(ticket_id)
+
+    @expose("/ticket/<int:ticket_id>/finish", methods=("GET", "POST"))
+    def finish(self, ticket_id: int):
+        """Resolve or close with a confirmation and an optional reply: one page without script,
+        a dialog on the ticket page with it; either way one POST does both."""
+        ticket = self._ticket_or_404(ticket_id)
+        form = FinishForm()
+        if request.method == "GET":
+            wanted = request.args.get("to", "resolved")
+            form.to_status.data = wanted if wanted in ("resolved", "closed") else "resolved"
+            return self._finish_page(ticket, form)
+        if not form.validate_on_submit():
+            flash(_("Choose valid values."), "error")
+            return self._finish_page(ticket, form), 400
+        to_status = form.to_status.data
+        try:
+            with self.unit_of_work() as uow:
+                finish_ticket(ticket, to_status, form.reply.data)
+        except TicketError as exc:  # the page says why, above the reply kept in its box
+            return self._finish_page(self._ticket_or_404(ticket_id), form, problem=str(exc)), 400
+        except WriteBusy:
+            flash_busy()
+            return self._finish_page(self._ticket_or_404(ticket_id), form), 503, {"Retry-After": "1"}
+        flash(_("Status changed to %(status)s.", status=STATUS_LABELS[to_status]), "success")
+        flash_survey_link(uow.notices)
+        return self._back(ticket_id)
+
+    def _finish_page(self, ticket: Ticket, form: FinishForm, problem: str | None = None):
+        pii = can_view_pii()
+        return self.render(
+            "admin/ticket_finish.html",
+            ticket=ticket,
+            form=form,
+            to_status=form.to_status.data,
+            status_labels=STATUS_LABELS,
+            language_labels=CUSTOMER_LANGUAGES,
+            allowed=form.to_status.data in TRANSITIONS[ticket.status],
+            problem=problem,
+            canned=self._canned(ticket, pii),
+        )
+
+    @expose("/ticket/<int:ticket_id>/attachment/<int:attachment_id>")
+    def attachment(self, ticket_id: int, attachment_id: int):
+        """A file of the thread, as a download (never rendered by the browser as a page)."""
+        query = (
+            sa.select(TicketAttachment)
+            .join(TicketMessage, TicketMessage.id == TicketAttachment.message_id)
+            .where(TicketAttachment.id == attachment_id, TicketMessage.ticket_id == ticket_id)
+        )
+        with self.unit_of_work(keep_state=True) as uow:
+            found = db.session.scalar(query)
+            if found is None:
+                abort(404)
+            uow.audit("ticket.attachment_view", "ticket", ticket_id, ["attachments"], detail=str(found.id))
+        data = read_file(found)
+        response = Response(data, mimetype=found.content_type)
+        response.headers["Content-Disposition"] = download_disposition(found.original_name)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Cache-Control"] = "private, no-store"
+        return response
 
     @expose("/ticket/<int:ticket_id>/move", methods=("POST",))
     def move(self, ticket_id: int):
@@ -374,6 +536,26 @@ class TicketView(StaffModelView):
         return self._back(ticket_id)
 
     # Bulk actions ------------------------------------------------------------------
+    @action("take", _l("Assign to me"))
+    def action_take(self, ids):
+        try:
+            with self.unit_of_work():
+                taken, skipped = take_tickets(tickets_by_ids(ids), current_user)
+        except TicketError as exc:
+            flash(str(exc), "error")
+            return
+        except WriteBusy:
+            flash_busy()
+            return
+        flash(
+            _(
+                "%(taken)d tickets assigned to you, %(skipped)d skipped (not open).",
+                taken=taken,
+                skipped=skipped,
+            ),
+            "success",
+        )
+
     @action("assign", _l("Assign…"))
     def action_assign(self, ids):
         return redirect(url_for(".bulk_assign", ids=",".join(ids)))
@@ -436,6 +618,25 @@ class TicketView(StaffModelView):
             change_priority(ticket, form.priority.data, detail="bulk")
 
         return self._bulk_page(form, apply, _("Change priority"))
+
+
+def download_disposition(name: str) -> str:
+    """Content-Disposition for a download: an ASCII name for old clients, the real one (RFC 6266)."""
+    stem, dot, extension = name.rpartition(".")
+    plain = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode().strip()
+    plain = re.sub(r"[^A-Za-z0-9 ._-]", "_", plain) or "attachment"
+    return f"attachment; filename=\"{plain}{dot}{extension}\"; filename*=UTF-8''{quote(name)}"
+
+
+def checked_uploads() -> list[CheckedFile]:
+    """The files sent with a reply, each checked by size and content (AttachmentRefused if not)."""
+    files = []
+    for upload in request.files.getlist("files"):
+        if not upload or not upload.filename:
+            continue  # the empty part a browser sends for an empty file box
+        data = upload.stream.read(max_bytes() + 1)  # one byte more tells "too large"
+        files.append(check_upload(upload.filename, data))
+    return files
 
 
 def _chosen(model, value: str | None):

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import os
+import typing as t
 from dataclasses import dataclass
 from datetime import date
 
@@ -153,3 +154,25 @@ def encrypted_columns(metadata: sa.MetaData) -> list[tuple[sa.Table, sa.Column]]
             if isinstance(column.type, EncryptedText):
                 found.append((table, column))
     return found
+
+
+class SealedFiles(t.Protocol):
+    """Files sealed with the key ring outside the database, as key rotation and retirement see them."""
+
+    name: str
+
+    def count_sealed_with(self, version: int) -> int:
+        """How many files the key version seals."""
+        ...
+
+    def count_stale(self, current_version: int) -> int:
+        """How many files are sealed with an older key than the newest."""
+        ...
+
+    def reseal_batch(self, batch_size: int) -> int:
+        """Re-seal up to batch_size stale files under the newest key, in the caller's unit of work."""
+        ...
+
+
+# Filled by the modules that keep sealed files, when they are imported.
+SEALED_FILES: list[SealedFiles] = []

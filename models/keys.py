@@ -10,7 +10,15 @@ from flask import current_app
 
 import config
 from models import db
-from models.crypto import EXTENSION_KEY, EncryptedText, KeyRing, encrypted_columns, keyring, new_key
+from models.crypto import (
+    EXTENSION_KEY,
+    SEALED_FILES,
+    EncryptedText,
+    KeyRing,
+    encrypted_columns,
+    keyring,
+    new_key,
+)
 from models.uow import Actor, current_uow, unit_of_work
 
 # Key rotation runs from the command line, batch after batch.
@@ -23,10 +31,10 @@ def _raw(column: sa.Column) -> sa.ColumnElement:
 
 
 def count_by_key_version() -> dict[int, int]:
-    """How many stored values each key version seals, over every encrypted column."""
+    """How many stored values each key version seals, over every encrypted column and sealed file."""
     counts: dict[int, int] = {}
     for version in keyring().keys:
-        total = 0
+        total = sum(files.count_sealed_with(version) for files in SEALED_FILES)
         for table, column in encrypted_columns(db.metadata):
             total += (
                 db.session.scalar(
@@ -39,9 +47,9 @@ def count_by_key_version() -> dict[int, int]:
 
 
 def stale_value_count() -> int:
-    """Values not yet sealed under the newest key."""
+    """Values (and sealed files) not yet sealed under the newest key."""
     prefix = f"v{keyring().current_version}:%"
-    total = 0
+    total = sum(files.count_stale(keyring().current_version) for files in SEALED_FILES)
     for table, column in encrypted_columns(db.metadata):
         total += (
             db.session.scalar(
@@ -105,6 +113,17 @@ def rotate_keys(
             done += len(rows)
             if progress:
                 progress(len(rows))
+    for files in SEALED_FILES:
+        while True:
+            with unit_of_work(actor) as uow:
+                count = files.reseal_batch(batch_size)
+                if count:
+                    uow.audit("key.rotate", files.name, None, ["file"], detail=f"rows={count}")
+            if not count:
+                break
+            done += count
+            if progress:
+                progress(count)
     return done
 
 

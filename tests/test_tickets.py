@@ -222,7 +222,7 @@ def test_escalate_sla_command_reports_what_it_did(app, runner):
 def test_tracking_codes_are_long_random_and_forgiving_about_format(app):
     ticket, code = make_ticket(now=MONDAY_10)
     other, other_code = make_ticket(now=MONDAY_10)
-    assert code != other_code and len(code.replace("-", "")) == 40  # 160 bits of hex
+    assert code != other_code and len(code.replace("-", "")) == 16  # 80 bits of Crockford base32
     assert find_by_tracking_code(code).id == ticket.id
     assert find_by_tracking_code(code.lower().replace("-", " ")).id == ticket.id
     assert find_by_tracking_code(code[:-1] + ("0" if code[-1] != "0" else "1")) is None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -24,8 +26,40 @@ FEEDBACK_KINDS = {
     "suggestion": ("suggestion", "low", N_("Suggestion from the web form")),
     "praise": ("praise", "low", N_("Praise from the web form")),
 }
-# Subjects the panel shows in the reader's language.
+# Subjects the panel shows in the reader's language (web tickets opened before subjects were
+# taken from the message, and those whose message gives none).
 STANDARD_SUBJECTS = frozenset(subject for _code, _priority, subject in FEEDBACK_KINDS.values())
+# How wide a subject taken from a message may be, in columns: a Chinese character takes two.
+SUBJECT_WIDTH = 60
+# A sentence ends at . ! ? (then a space) or at a full-width 。！？ (no space follows in Chinese).
+_SENTENCE_END = re.compile(r"[.!?…](?=\s)|[。！？]")
+
+
+def _width(ch: str) -> int:
+    return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def subject_from_message(message: str | None, fallback: str, width: int = SUBJECT_WIDTH) -> str:
+    """A subject from what the customer wrote: the first sentence if it is short enough, else
+    the start cut at a word boundary (Chinese at a character), whitespace collapsed; the
+    fallback when the message is empty."""
+    text = " ".join((message or "").split())
+    if not text:
+        return fallback
+    end = _SENTENCE_END.search(text)
+    if end:
+        text = text[: end.end()].rstrip(".。")
+    if sum(map(_width, text)) <= width:
+        return text
+    used, cut = 0, 0
+    for cut, ch in enumerate(text):  # noqa: B007 (cut is read after the loop)
+        used += _width(ch)
+        if used > width - 1:  # room for the ellipsis
+            break
+    head = text[:cut]
+    if _width(text[cut]) == 1 and not text[cut].isspace() and " " in head:
+        head = head[: head.rindex(" ")]  # a Latin word is not cut in two
+    return head.rstrip(" ,;:，；：、") + "…"
 
 
 def match_customer(email: str | None, phone: str | None) -> int | None:
@@ -57,7 +91,7 @@ def submit_feedback(
     email = normalise_email(email) if email else None
     phone = normalise_phone(phone, default_region()) if phone else None
     spec = NewTicket(
-        subject=subject,
+        subject=subject_from_message(message, subject),
         channel="web",
         priority=priority,
         category=category_by_code(category_code),

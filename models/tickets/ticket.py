@@ -17,11 +17,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models import BilingualName, Model, UTCDateTime, db, one_of, stamp_after_insert, utcnow
 from models.crypto import EncryptedText, blind_index
 from models.events import TicketResolved
+from models.tickets.attachments import MAX_FILES_PER_MESSAGE, CheckedFile, TicketAttachment, store_file
 from models.tickets.policy import PRIORITIES, due_at, load_calendar, policy_for
 from models.tickets.sla import Calendar, business_time_between
 from models.tickets.tracking import new_tracking_code, tracking_lookup_key
 from models.uow import current_uow
-from models.user import RIGHTS, StaffUser
+from models.user import RIGHTS, StaffUser, role_has
 
 STATUSES = ("new", "acknowledged", "investigating", "waiting_on_customer", "resolved", "closed")
 OPEN_STATUSES = ("new", "acknowledged", "investigating", "waiting_on_customer")
@@ -196,6 +197,10 @@ class TicketMessage(Model):
 
     ticket: Mapped[Ticket] = relationship(back_populates="messages")
     author = relationship("StaffUser", lazy="joined")
+    # Loaded for the whole thread in one query when the ticket page reads it.
+    attachments: Mapped[list[TicketAttachment]] = relationship(
+        order_by=TicketAttachment.id, cascade="all, delete-orphan", lazy="selectin"
+    )
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.id}"
@@ -259,6 +264,11 @@ def owner_clause() -> sa.ColumnElement[bool]:
 def ticket_owners() -> list[StaffUser]:
     """Everyone who may own tickets, by email (the owner pickers list them)."""
     return list(db.session.scalars(sa.select(StaffUser).where(owner_clause()).order_by(StaffUser.email)))
+
+
+def may_own_tickets(staff: StaffUser) -> bool:
+    """Whether this member of staff may own tickets (and so take one: "assign to me")."""
+    return bool(staff.active) and role_has(staff.role, "ticket.work")
 
 
 def _check_owner(owner_id: int | None) -> None:
@@ -385,8 +395,17 @@ def _resume_clock(ticket: Ticket, calendar: Calendar, now: datetime) -> None:
         schedule(ticket, calendar)
 
 
-def add_message(ticket: Ticket, kind: str, body: str, now: datetime | None = None) -> TicketMessage:
-    """Add to the thread (audited); the first reply to the customer stamps the first response."""
+def add_message(
+    ticket: Ticket,
+    kind: str,
+    body: str,
+    now: datetime | None = None,
+    files: list[CheckedFile] | tuple[CheckedFile, ...] = (),
+) -> TicketMessage:
+    """Add to the thread (audited), with any files checked by the caller (see attachments).
+
+    The first reply to the customer stamps the first response.
+    """
     uow = current_uow()
     now = now or utcnow()
     body = (body or "").strip()
@@ -394,7 +413,10 @@ def add_message(ticket: Ticket, kind: str, body: str, now: datetime | None = Non
         raise TicketError(f"unknown message kind {kind!r}")
     if not body:
         raise TicketError(str(_l("A message cannot be empty.")))
+    if len(files) > MAX_FILES_PER_MESSAGE:
+        raise TicketError(str(_l("Attach at most %(n)d files to a message.", n=MAX_FILES_PER_MESSAGE)))
     message = TicketMessage(kind=kind, body=body, author_id=uow.actor.staff_id, created_at=now)
+    message.attachments = [store_file(uow.session, checked) for checked in files]
     ticket.messages.append(message)
     if kind == "outbound" and ticket.first_responded_at is None:
         ticket.first_responded_at = now
@@ -402,7 +424,55 @@ def add_message(ticket: Ticket, kind: str, body: str, now: datetime | None = Non
             ticket.first_response_breached = True
     ticket.updated_at = now
     uow.audit("ticket.message", "ticket", ticket.id, ["body"], detail=kind)
+    if files:
+        uow.audit("ticket.attachment", "ticket", ticket.id, ["attachments"], detail=str(len(files)))
     return message
+
+
+FINISHING = ("resolved", "closed")
+
+
+def finish_ticket(
+    ticket: Ticket, to_status: str, reply: str | None = None, now: datetime | None = None
+) -> None:
+    """Resolve or close a ticket, with an optional last reply to the customer, all or nothing.
+
+    The move is checked before the reply is written, so a refused move adds no reply; both run
+    in the caller's unit of work, so a failure after the reply leaves neither.
+    """
+    now = now or utcnow()
+    if to_status not in FINISHING or to_status not in TRANSITIONS.get(ticket.status, ()):
+        raise TicketError(
+            str(
+                _l(
+                    "A ticket cannot go from “%(a)s” to “%(b)s”.",
+                    a=STATUS_LABELS.get(ticket.status, ticket.status),
+                    b=STATUS_LABELS.get(to_status, to_status),
+                )
+            )
+        )
+    if reply and reply.strip():
+        add_message(ticket, "outbound", reply, now)
+    move_ticket(ticket, to_status, now)
+
+
+def take_ticket(ticket: Ticket, staff: StaffUser, now: datetime | None = None) -> bool:
+    """Assign an open ticket to oneself; a new one is acknowledged too. False if it is not open."""
+    if not ticket.is_open:
+        return False
+    if not may_own_tickets(staff):
+        raise TicketError(str(_l("This member of staff cannot own tickets.")))
+    now = now or utcnow()
+    assign(ticket, staff, now, detail="taken")
+    if ticket.status == "new":
+        move_ticket(ticket, "acknowledged", now, detail="taken")
+    return True
+
+
+def take_tickets(tickets: list[Ticket], staff: StaffUser, now: datetime | None = None) -> tuple[int, int]:
+    """Assign the open ones of these tickets to oneself; returns (taken, skipped)."""
+    taken = sum(take_ticket(ticket, staff, now) for ticket in tickets)
+    return taken, len(tickets) - taken
 
 
 # Owner, priority, category -------------------------------------------------------------------

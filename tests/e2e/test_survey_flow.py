@@ -93,7 +93,7 @@ def build_survey(page: Page) -> None:
     add_question(page, "Rating (1–5, CSAT)", RATING_PROMPT, order=2)
     form.locator('input[type="submit"][value="Save"]').click()
     page.wait_for_url(re.compile(r"/admin/survey_builder/(\?.*)?$"))
-    expect(page.locator(".alert-success")).to_contain_text("Record was successfully created.")
+    expect(page.locator(".alert-success")).to_contain_text(f"Created “{TITLE}”.")
 
 
 def survey_row(page: Page):
@@ -243,13 +243,15 @@ def open_follow_up_ticket(page: Page, member_no: str) -> None:
     row = page.locator("table.model-list tbody tr").filter(has_text=subject)
     expect(row).to_have_count(1)
     expect(row.locator("td.col-priority")).to_have_text("High")
-    expect(row.locator("td.col-customer")).to_have_text(member_no)
+    expect(row.locator("td.col-customer")).to_contain_text(member_no)  # beside the name
     reference = row.locator("td.col-reference").inner_text().strip()
     assert re.fullmatch(r"T-\d{4}-\d{6}", reference), reference
     row.get_by_role("link", name=reference).click()
     page.wait_for_url(re.compile(r"/admin/tickets/ticket/\d+$"))
     expect(page.get_by_role("heading", name=f"{reference} · {subject}")).to_be_visible()
-    customer_link = page.get_by_role("link", name=member_no)
+    # The customer by name, linked, with their member number beside it.
+    expect(page.locator("#ticket-customer")).to_contain_text(member_no)
+    customer_link = page.locator("#ticket-customer a")
     expect(customer_link).to_have_attribute("href", re.compile(r"/admin/customers/details/"))
     # An internal note for the team, with the customer's comment; not shown as the customer's words.
     expect(page.locator("#thread .bubble .body")).to_have_text(
