@@ -1,12 +1,14 @@
-"""Commands for sign-in security (two-factor reset for a locked-out member of staff)."""
+"""Commands for sign-in security: two-factor reset, throttle unlock, password reset links."""
 
 from __future__ import annotations
 
 import click
 import sqlalchemy as sa
+from flask import current_app, url_for
 from flask.cli import with_appcontext
 
 from models import db
+from models.password_reset import LINK_MINUTES, PasswordResetError, issue_password_reset
 from models.sign_in_guard import clear_account_throttles
 from models.two_factor import reset_two_factor, two_factor_required
 from models.user import StaffUser
@@ -52,4 +54,32 @@ def unlock_sign_in_command(email: str) -> None:
     click.echo(f"Throttles cleared: {count}.")
 
 
-commands: list[click.Command] = [reset_two_factor_command, unlock_sign_in_command]
+def reset_link(token: str, base_url: str | None) -> str:
+    """The full address of a reset link: under --base-url, else the configured server name."""
+    base = base_url or current_app.config.get("PUBLIC_BASE_URL")
+    if not base and current_app.config.get("SERVER_NAME"):
+        return url_for("staff_auth.reset_with_link", token=token, _external=True)
+    with current_app.test_request_context(base_url=base or "http://localhost:5000"):
+        return url_for("staff_auth.reset_with_link", token=token, _external=True)
+
+
+@click.command("reset-password")
+@click.argument("email")
+@click.option("--base-url", help="The panel's address as staff reach it, e.g. https://care.example.com.")
+@with_appcontext
+def reset_password_command(email: str, base_url: str | None) -> None:
+    """Print a single-use link (30 minutes) for a member of staff to set a new password, audited."""
+    from cli import command_unit_of_work
+
+    user = _staff(email)
+    try:
+        with command_unit_of_work():
+            _reset, token = issue_password_reset(user, "cli")
+    except PasswordResetError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Password reset link for {user.email} (works once, for {LINK_MINUTES} minutes):")
+    click.echo(reset_link(token, base_url))
+    click.echo("Give it to them over a private channel; any earlier link of theirs stops working.")
+
+
+commands: list[click.Command] = [reset_two_factor_command, unlock_sign_in_command, reset_password_command]

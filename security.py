@@ -214,9 +214,10 @@ class RequestIdFilter(logging.Filter):
 
 # The query string of a request line or URL (searched emails and phone numbers, tracking codes
 # typed into /track?code=…), up to the protocol of a request line; and the secret of a personal
-# survey link or a complaint's tracking link ("/s/<token>", "/track/<code>").
+# survey link, a complaint's tracking link or a staff password reset link ("/s/<token>",
+# "/track/<code>", "/login/reset/<token>").
 _QUERY_STRING = re.compile(r"\?.*(?= HTTP/)|\?[^\s\"']*")
-_LINK_SECRET = re.compile(r"((?:^|[\s\"'(]|//[^/\s]+)/(?:s|track)/)[^/\s?\"']+")
+_LINK_SECRET = re.compile(r"((?:^|[\s\"'(]|//[^/\s]+)/(?:s|track|login/reset)/)[^/\s?\"']+")
 
 
 # werkzeug colours its request lines for a terminal; in a log file they are noise.
@@ -224,7 +225,7 @@ _TERMINAL_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def without_link_secrets(text: str) -> str:
-    """A text with the secrets of survey and tracking links in it replaced by "…"."""
+    """A text with the secrets of survey, tracking and password reset links replaced by "…"."""
     return _LINK_SECRET.sub("\\1…", text)
 
 

@@ -40,10 +40,18 @@ from flask_wtf.csrf import validate_csrf
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from werkzeug import Response
 from wtforms import BooleanField, EmailField, PasswordField, StringField, SubmitField, ValidationError
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import EqualTo, InputRequired, Length
 
 from admin.two_factor import grouped, qr_svg
+from extensions import limiter
 from models import db
+from models.password_reset import (
+    LINK_MINUTES,
+    PasswordResetError,
+    find_password_reset,
+    record_reset_request,
+    reset_password,
+)
 from models.sign_in_guard import Attempt, record_failure, record_success, wait_seconds
 from models.two_factor import (
     SecondFactor,
@@ -64,8 +72,10 @@ from models.two_factor import (
 )
 from models.uow import Actor, WriteBusy, unit_of_work
 from models.user import (
+    PasswordPolicyError,
     StaffUser,
     authenticate,
+    check_password_policy,
     password_needs_rehash,
     record_failed_second_factor,
     record_failed_sign_in,
@@ -128,6 +138,32 @@ class EnrolForm(SecondStepForm):
         description=_l("After adding Patron to the app, type the 6-digit code it shows."),
     )
     submit = SubmitField(_l("Turn on and sign in"))
+
+
+class ForgotPasswordForm(CheckedForm):
+    email = EmailField(_l("Email"), validators=[InputRequired(), Length(max=254), printable])
+    submit = SubmitField(_l("Ask for a new password"))
+
+
+class NewPasswordForm(CheckedForm):
+    new = PasswordField(
+        _l("New password"),
+        validators=[InputRequired(), Length(max=256)],
+        description=_l("At least 12 characters; not a common password."),
+    )
+    confirm = PasswordField(
+        _l("Repeat the new password"),
+        validators=[InputRequired(), EqualTo("new", message=_l("The two passwords differ."))],
+    )
+    submit = SubmitField(_l("Set the new password"))
+
+    email: str = ""
+
+    def validate_new(self, field) -> None:
+        try:
+            check_password_policy(field.data, self.email)
+        except PasswordPolicyError as exc:
+            raise ValidationError(str(exc)) from None
 
 
 def safe_next(target: str | None) -> str:
@@ -431,6 +467,76 @@ def enrol():
         return _private(render_template("auth/enrol.html", **page))
     shown = _private(render_template("auth/recovery_codes.html", codes=codes, next=pending["next"]))
     return _finish(user, pending["next"], device, shown)
+
+
+# Forgotten passwords --------------------------------------------------------------------------
+
+
+def _forgot_limit() -> str:
+    return current_app.config["PASSWORD_RESET_RATE_LIMIT"]
+
+
+@bp.route("/login/forgot", methods=["GET", "POST"])
+@limiter.limit(_forgot_limit, methods=["POST"])
+def forgot_password():
+    """Ask for a new password: recorded for an admin, the same answer whether the email is known or not."""
+    if current_user.is_authenticated:
+        return redirect(url_for("account.index"))
+    form = ForgotPasswordForm()
+    if not form.validate_on_submit():
+        return render_template("auth/forgot.html", form=form, minutes=LINK_MINUTES)
+    try:
+        with unit_of_work(Actor.anonymous(request.remote_addr)):
+            record_reset_request(form.email.data)
+    except WriteBusy:
+        flash(_("The database was busy; your request was not recorded. Please try again."), "error")
+        return render_template("auth/forgot.html", form=form, minutes=LINK_MINUTES), 503
+    return render_template("auth/forgot_sent.html")
+
+
+@bp.errorhandler(429)
+def _too_many(exc):
+    """The forgot-password form refused by its rate limit: shown again with the email typed."""
+    if request.endpoint != "staff_auth.forgot_password":
+        return render_template(
+            "error.html", code=429, message=_("Too many attempts. Please wait a little and try again.")
+        ), 429
+    flash(_("Too many requests from your connection. Please wait a few minutes and try again."), "error")
+    return render_template("auth/forgot.html", form=ForgotPasswordForm(), minutes=LINK_MINUTES), 429
+
+
+@bp.route("/login/reset/<token>", methods=["GET", "POST"])
+def reset_with_link(token: str):
+    """The page a reset link opens: choose a new password; the link then stops working."""
+    reset = find_password_reset(token)
+    if reset is None:
+        return render_template("auth/reset_gone.html", minutes=LINK_MINUTES), 410
+    user = db.session.get(StaffUser, reset.staff_user_id)
+    assert user is not None  # find_password_reset checked it
+    form = NewPasswordForm()
+    form.email = user.email
+    page = {"form": form, "email": user.email, "expires_at": reset.expires_at}
+    if not form.validate_on_submit():
+        return render_template("auth/reset.html", **page)
+    try:
+        with unit_of_work(Actor.staff(user, request.remote_addr)):
+            reset_password(token, form.new.data)
+    except PasswordResetError:
+        return render_template("auth/reset_gone.html", minutes=LINK_MINUTES), 410
+    except PasswordPolicyError as exc:
+        form.new.errors = [str(exc)]
+        return render_template("auth/reset.html", **page)
+    except WriteBusy:
+        flash(_("The database was busy; your password was not changed. Please try again."), "error")
+        return render_template("auth/reset.html", **page), 503
+    if current_user.is_authenticated:
+        logout_user()
+    _fresh_session()
+    flash(
+        _("Your new password is set, and every session of your account was signed out. Sign in with it now."),
+        "success",
+    )
+    return redirect(url_for(".login"))
 
 
 # Sign-out ---------------------------------------------------------------------------------------

@@ -8,22 +8,26 @@ from __future__ import annotations
 import typing as t
 
 import sqlalchemy as sa
-from flask import flash, g
+from flask import flash, g, make_response, url_for
 from flask_admin.actions import action
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
+from flask_login import current_user
 from wtforms import PasswordField, SelectField, ValidationError
-from wtforms.validators import InputRequired, Length, Optional
+from wtforms.validators import InputRequired, Length, Optional, StopValidation
 
 from admin.base import StaffModelView, flash_busy
 from admin.fields import valid_staff_email
 from models import db
+from models.password_reset import LINK_MINUTES, PasswordResetError, issue_password_reset
 from models.two_factor import reset_two_factor, users_with_two_factor
 from models.uow import WriteBusy
 from models.user import (
     LANGUAGES,
+    RIGHTS,
     ROLE_LABELS,
     PasswordPolicyError,
+    Role,
     StaffUser,
     check_password_policy,
     prepare_staff_account,
@@ -52,6 +56,36 @@ def password_meets_policy(form, field) -> None:
             check_password_policy(field.data, form.email.data)
         except PasswordPolicyError as exc:
             raise ValidationError(str(exc)) from None
+
+
+class Required(InputRequired):
+    """A field that must be filled, with its message translated when shown.
+
+    (Flask-Admin shows a field's errors only when they are plain strings, not lazy ones.)
+    """
+
+    def __call__(self, form, field) -> None:
+        if not field.data:
+            raise StopValidation(str(self.message))
+
+
+def roles_least_first() -> list[Role]:
+    """The roles ordered by how many rights they hold, the fewest first."""
+    held = {role: sum(role in holders for holders in RIGHTS.values()) for role in Role}
+    return sorted(Role, key=lambda role: held[role])
+
+
+ROLE_HELP = _l(
+    "Analyst: figures and survey results, personal data masked. Agent: customers, tickets, "
+    "purchases and invitations. Manager: also exports, erasure, points and rewards. "
+    "Administrator: everything, including staff accounts and the audit log."
+)
+NEW_PASSWORD_HELP = _l("At least 12 characters. Leave empty to keep the current password.")
+INITIAL_PASSWORD_HELP = _l(
+    "At least 12 characters, not a common password. Hand it over in person; they can change it "
+    "on their account page. Or choose any long password here and make them a password reset "
+    "link from the Staff list."
+)
 
 
 class StaffUserView(StaffModelView):
@@ -88,7 +122,13 @@ class StaffUserView(StaffModelView):
     form_args = {
         "email": {"validators": [InputRequired(), Length(max=254), valid_staff_email], "label": _l("Email")},
         "display_name": {"label": _l("Name")},
-        "role": {"choices": [(str(r), label) for r, label in ROLE_LABELS.items()], "label": _l("Role")},
+        "role": {
+            "choices": [("", _l("Choose a role…"))] + [(str(r), ROLE_LABELS[r]) for r in roles_least_first()],
+            "label": _l("Role"),
+            # The empty first option is no choice: the admin picks the role.
+            "validators": [Required(_l("Choose the role of this account."))],
+            "description": ROLE_HELP,
+        },
         "language": {
             "choices": [("", _l("Browser default"))] + list(LANGUAGES.items()),
             "label": _l("Language"),
@@ -99,9 +139,21 @@ class StaffUserView(StaffModelView):
         "new_password": PasswordField(
             _l("New password"),
             validators=[Optional(), password_meets_policy],
-            description=_l("At least 12 characters. Leave empty to keep the current password."),
+            description=NEW_PASSWORD_HELP,
         )
     }
+
+    def create_form(self, obj=None):
+        """A new account: the password is its first one, and it is required."""
+        form = super().create_form(obj)
+        form.new_password.label.text = _l("Initial password")
+        form.new_password.description = INITIAL_PASSWORD_HELP
+        form.new_password.validators = [
+            Required(_l("A new account needs a password.")),
+            password_meets_policy,
+        ]
+        form.new_password.flags.required = True
+        return form
 
     def on_model_change(self, form, model: StaffUser, is_created: bool) -> None:
         try:
@@ -141,3 +193,36 @@ class StaffUserView(StaffModelView):
             ),
             "success",
         )
+
+    @action(
+        "reset_link",
+        _l("Make a password reset link"),
+        _l("Make a password reset link for the selected account? Any earlier link of theirs stops working."),
+    )
+    def action_reset_link(self, ids: t.Sequence[str]):
+        """Admins make a single-use, expiring link for one account to set a new password; shown once."""
+        if len(ids) != 1 or not str(ids[0]).isdigit():
+            flash(str(_l("Select exactly one account to make a password reset link for.")), "error")
+            return None
+        try:
+            with self.unit_of_work():
+                user = db.session.get(StaffUser, int(ids[0]))
+                if user is None:
+                    flash(str(_l("Nothing was selected.")), "error")
+                    return None
+                admin = db.session.get(StaffUser, current_user.id)
+                reset, token = issue_password_reset(user, "admin", created_by=admin)
+                email, expires_at = user.email, reset.expires_at
+        except PasswordResetError as exc:
+            flash(str(exc), "error")
+            return None
+        except WriteBusy:
+            flash_busy()
+            return None
+        link = url_for("staff_auth.reset_with_link", token=token, _external=True)
+        page = self.render(
+            "admin/staff_reset_link.html", email=email, link=link, expires_at=expires_at, minutes=LINK_MINUTES
+        )
+        response = make_response(page)
+        response.headers["Cache-Control"] = "no-store"
+        return response

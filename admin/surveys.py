@@ -6,13 +6,14 @@ import json
 from datetime import datetime, time, timedelta
 
 import sqlalchemy as sa
+from babel.lists import format_list
 from flask import abort, flash, redirect, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
 from flask_admin.contrib.sqla.filters import FilterEqual, FilterNotEqual
+from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_babel import ngettext
 from flask_login import current_user
 from markupsafe import Markup
 from wtforms import DateField, IntegerField, SelectField, StringField, TextAreaField, ValidationError
@@ -35,6 +36,7 @@ from models.customer import CUSTOMER_LANGUAGES, find_customer_id, member_numbers
 from models.loyalty.programme import tiers
 from models.surveys.answers import Answer
 from models.surveys.builder import (
+    QUESTION_KIND_LABELS,
     QUESTION_KINDS,
     Question,
     Survey,
@@ -45,24 +47,22 @@ from models.surveys.builder import (
 from models.surveys.invitations import (
     INVITATION_LABELS,
     INVITATION_STATUSES,
+    MAX_INVITATIONS,
     Invitation,
     invite_customers,
     mark_sent,
     purchase_for,
     segment_query,
+    segment_size,
+    selection_confirmed,
+    selection_token,
     status_now_expression,
 )
 from models.surveys.scales import SCALES, nps_band
 from models.uow import WriteBusy
 from security import CheckedForm
 
-KIND_LABELS = {
-    "nps": _l("NPS (0–10)"),
-    "rating": _l("Rating (1–5, CSAT)"),
-    "single": _l("Single choice"),
-    "multiple": _l("Multiple choice"),
-    "text": _l("Free text"),
-}
+KIND_LABELS = QUESTION_KIND_LABELS
 STATUS_LABELS = INVITATION_LABELS
 # Detractors red, passives grey, promoters green.
 BAND_COLOURS = {"detractor": "#c0392b", "passive": "#a0a7ae", "promoter": "#27ae60"}
@@ -361,6 +361,34 @@ def picked_ids(raw: str | None) -> list[int]:
     return [int(part) for part in (raw or "").split(",") if part.strip().isdigit()]
 
 
+def segment_criteria(form: InviteForm) -> dict[str, str]:
+    """The segment fields as segment_query reads them (stripped; empty for "any")."""
+    return {
+        "tag": (form.tag.data or "").strip(),
+        "city": (form.city.data or "").strip(),
+        "language": form.language.data or "",
+        "tier": form.tier.data or "",
+    }
+
+
+def segment_description(criteria: dict[str, str]) -> str:
+    """Who a segment is, in words: "all customers", or "all customers who … and …"."""
+    parts = []
+    if criteria["tag"]:
+        parts.append(_("have the tag “%(tag)s”", tag=criteria["tag"]))
+    if criteria["city"]:
+        parts.append(_("live in %(city)s", city=criteria["city"]))
+    if criteria["language"]:
+        language = CUSTOMER_LANGUAGES.get(criteria["language"], criteria["language"])
+        parts.append(_("prefer %(language)s", language=language))
+    if criteria["tier"]:
+        names = {tier.code: str(tier) for tier in tiers()}
+        parts.append(_("are in the %(tier)s tier", tier=names.get(criteria["tier"], criteria["tier"])))
+    if not parts:
+        return _("all customers")
+    return _("all customers who %(criteria)s", criteria=format_list(parts, locale=get_locale()))
+
+
 class SurveyInviteView(StaffView):
     """Create invitations for one customer, a selection from the list, or a segment."""
 
@@ -393,6 +421,9 @@ class SurveyInviteView(StaffView):
             flash(_("Create a survey first, or reopen a closed one."), "warning")
         status = 200
         if request.method == "POST" and form.validate_on_submit():
+            confirm = self._unconfirmed_segment(form)
+            if confirm is not None:
+                return self.render("admin/survey_invite.html", form=form, selected=0, confirm=confirm)
             targets = self._targets(form)  # read before the write lock is taken
             try:
                 # The links page reads the new invitations: keep them loaded after the commit.
@@ -411,7 +442,25 @@ class SurveyInviteView(StaffView):
             else:
                 return self._links_page(survey, created)
         selected = len(picked_ids(form.ids.data))
-        return self.render("admin/survey_invite.html", form=form, selected=selected), status
+        return self.render("admin/survey_invite.html", form=form, selected=selected, confirm=None), status
+
+    def _unconfirmed_segment(self, form: InviteForm) -> dict | None:
+        """A segment not confirmed at its current size: what to show before inviting it; else None.
+
+        Nothing is asked for one customer or a selection from the list, nor for a segment that
+        cannot be invited anyway (empty or too large: invite_customers says why).
+        """
+        if form.customer.data or form.ids.data:
+            return None
+        criteria = segment_criteria(form)
+        size = segment_size(**criteria)
+        if size == 0 or size > MAX_INVITATIONS:
+            return None
+        asked = {"survey": form.survey.data, "days": form.days_valid.data, "staff": current_user.id}
+        selection = asked | criteria
+        if selection_confirmed(request.form.get("confirm_token"), selection, size):
+            return None
+        return {"size": size, "who": segment_description(criteria), "token": selection_token(selection, size)}
 
     def _links_page(self, survey: Survey, created):
         member_nos = member_numbers(inv.customer_id for inv, _token in created)

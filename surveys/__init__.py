@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
+
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
-from flask_babel import get_timezone
+from flask_babel import format_timedelta, get_timezone
 from flask_babel import gettext as _
 
 from extensions import limiter
@@ -14,8 +17,9 @@ from models.surveys.answers import survey_spec
 from models.surveys.invitations import InvitationGone, check_usable, find_invitation, mark_opened
 from models.tickets.feedback import submit_feedback
 from models.tickets.ticket import STATUS_LABELS, find_by_tracking_code
+from models.tickets.tracking import EXAMPLE, format_tracking_code, tracking_lookup_key
 from models.uow import Actor, WriteBusy, unit_of_work
-from surveys.answers import answer_page, render_gone, use_page_locale
+from surveys.answers import answer_page, refused_page, render_gone, use_page_locale
 from surveys.forms import FeedbackForm, TrackForm
 
 bp = Blueprint("surveys", __name__)
@@ -37,6 +41,11 @@ def _form_limit() -> str:
 
 def _track_limit() -> str:
     return current_app.config["TRACKING_RATE_LIMIT"]
+
+
+# The look-up form and the tracking page count against one limit per address: a guess costs
+# the same whichever way it is made.
+_tracking_limit = limiter.shared_limit(_track_limit, scope="tracking")
 
 
 def _survey_limit() -> str:
@@ -77,23 +86,40 @@ def feedback_sent():
 
 
 @bp.route("/track", methods=["GET"])
-@limiter.limit(_track_limit)
+@_tracking_limit
 def track_lookup():
     form = TrackForm(request.args)
     if request.args and form.validate():
         code = form.code.data.strip()
-        if find_by_tracking_code(code) is not None:
-            return redirect(url_for(".track", code=code))
-        form.code.errors.append(_("No message has this tracking code. Check it and try again."))
-    return render_template("surveys/track_lookup.html", form=form)
+        key = tracking_lookup_key(code)
+        if key is not None and find_by_tracking_code(key) is not None:
+            # To the code as issued, whatever the case, spacing or look-alikes typed.
+            return redirect(url_for(".track", code=format_tracking_code(key)))
+        return _not_found(form, code)
+    return render_template("surveys/track_lookup.html", form=form, example=EXAMPLE)
+
+
+def _not_found(form: TrackForm, code: str):
+    """The look-up form again, with the code as typed and why it found nothing."""
+    form.code.data = code
+    if tracking_lookup_key(code) is None:
+        reason = _(
+            "A tracking code has 16 letters and digits in four groups, like %(example)s. "
+            "Check what you typed and try again.",
+            example=EXAMPLE,
+        )
+    else:
+        reason = _("No message has this tracking code. Check it and try again.")
+    form.code.errors = [reason]
+    return render_template("surveys/track_lookup.html", form=form, example=EXAMPLE), 404
 
 
 @bp.route("/track/<code>")
-@limiter.limit(_track_limit)
+@_tracking_limit
 def track(code: str):
     ticket = find_by_tracking_code(code)
     if ticket is None:
-        abort(404)
+        return _not_found(TrackForm(formdata=None), code[:64])
     messages = [m for m in ticket.messages if m.is_public]
     return render_template(
         "surveys/track.html",
@@ -146,3 +172,54 @@ def public_survey(slug: str):
     if not survey.is_open(utcnow()):
         return render_gone(_("This survey is not taking answers at the moment."))
     return answer_page(survey)
+
+
+# Refused by the rate limit --------------------------------------------------------------------
+
+
+def _wait_text() -> tuple[str, int]:
+    """How long until the limit lets this address in again, in words and in seconds."""
+    current = limiter.current_limit
+    seconds = 60
+    if current is not None:
+        seconds = max(1, int(current.reset_at - time.time()) + 1)
+    return format_timedelta(timedelta(seconds=seconds), threshold=1.5, add_direction=True), seconds
+
+
+@bp.errorhandler(429)
+def too_many(exc):
+    """A refused form comes back with what was typed and when to try again; nothing was stored."""
+    wait, seconds = _wait_text()
+    headers = {"Retry-After": str(seconds), "Cache-Control": "no-store"}
+    page = None
+    if request.endpoint == "surveys.feedback" and request.method == "POST":
+        page = render_template("surveys/feedback.html", form=FeedbackForm(), limited=wait)
+    elif request.endpoint == "surveys.track_lookup":
+        form = TrackForm(request.args)
+        page = render_template("surveys/track_lookup.html", form=form, example=EXAMPLE, limited=wait)
+    elif request.endpoint == "surveys.track":
+        form = TrackForm(formdata=None, code=str((request.view_args or {}).get("code", ""))[:64])
+        page = render_template("surveys/track_lookup.html", form=form, example=EXAMPLE, limited=wait)
+    elif request.endpoint in ("surveys.invitation", "surveys.public_survey") and request.method == "POST":
+        page = _refused_survey(wait)
+    if page is None:
+        page = render_template(
+            "error.html", code=429, message=_("Too many attempts. Please wait a little and try again.")
+        )
+    return page, 429, headers
+
+
+def _refused_survey(wait: str) -> str | None:
+    """The survey's questions again, with the answers as given, or None if the link names none."""
+    args = request.view_args or {}
+    invitation = find_invitation(str(args["token"])) if "token" in args else None
+    if invitation is not None:
+        survey = survey_spec(invitation.survey_id)
+        language = customer_language(invitation.customer_id)
+    else:
+        survey = None if "token" in args else survey_spec(slug=str(args.get("slug", "")))
+        language = None
+    if survey is None:
+        return None
+    use_page_locale(language or survey.language)
+    return refused_page(survey, wait)

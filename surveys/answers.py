@@ -98,5 +98,21 @@ def answer_page(survey: SurveySpec, invitation_id: int | None = None):
     return html, status, {"Cache-Control": "no-store"}
 
 
+def refused_page(survey: SurveySpec, wait: str) -> str:
+    """The questions again with the answers as sent, when the rate limit refused them (nothing stored)."""
+    form = AnswerForm()
+    return render_template(
+        "surveys/survey.html",
+        survey=survey,
+        form=form,
+        answers=kept_answers(raw_answers(survey)),
+        errors={},
+        busy=False,
+        limited=wait,
+        nps_ends=NPS_ENDS,
+        rating_labels=RATING_LABELS,
+    )
+
+
 def _thanks(survey: SurveySpec):
     return render_template("surveys/survey_thanks.html", survey=survey), 200, {"Cache-Control": "no-store"}

@@ -26,7 +26,7 @@ def tickets() -> list[Ticket]:
 
 def code_from(client, response) -> str:
     page = client.get(response.location).text
-    return page.split('id="tracking-code">')[1].split("<")[0]
+    return page.split('data-code="')[1].split('"')[0]
 
 
 def test_feedback_opens_a_web_ticket_and_shows_a_tracking_code(client):
@@ -139,12 +139,13 @@ def test_tracking_shows_status_and_replies_but_never_internal_notes(client):
     assert "wang@example.com" not in page and "王芳" not in page
 
 
-def test_a_wrong_tracking_code_is_a_plain_404(client):
+def test_a_wrong_tracking_code_is_a_404_showing_the_lookup_form_with_the_code(client):
     code = code_from(client, send_feedback(client))
     wrong = code[:-1] + ("0" if code[-1] != "0" else "1")
     response = client.get(f"/track/{wrong}")
     assert response.status_code == 404
     assert "parcel" not in response.text
+    assert f'value="{wrong}"' in response.text and "No message has this tracking code" in response.text
 
 
 def test_message_is_escaped_on_the_tracking_page(client):
@@ -168,8 +169,9 @@ def test_the_tracking_lookup_form_leads_to_the_ticket(client):
 def test_a_mistyped_code_in_the_lookup_form_says_so_and_keeps_it(client):
     send_feedback(client)
     response = client.get("/track", query_string={"code": "NOT-A-REAL-CODE"})
-    assert response.status_code == 200
-    assert "No message has this tracking code" in response.text and 'value="NOT-A-REAL-CODE"' in response.text
+    assert response.status_code == 404
+    assert "A tracking code has 16 letters and digits" in response.text
+    assert 'value="NOT-A-REAL-CODE"' in response.text
 
 
 # Malformed requests: a 4xx or the form again, never a server error, never a ticket.
@@ -209,12 +211,11 @@ def test_a_nul_character_in_any_field_is_a_400(client, field):
 
 
 @pytest.mark.parametrize(
-    ("url", "status"),
-    [("/track?code=A%00B", 400), ("/track/A%00B", 404), ("/track?code=%ED%A0%80", 200)],
+    ("url", "status", "form"),
+    [("/track?code=A%00B", 400, False), ("/track/A%00B", 404, False), ("/track?code=%ED%A0%80", 404, True)],
 )
-def test_odd_tracking_codes_are_a_4xx_or_the_lookup_again(client, url, status):
-    """Do NUL and invalid UTF-8 in a tracking code answer 400, 404 or the lookup form, never 500?"""
+def test_odd_tracking_codes_are_a_4xx_or_the_lookup_again(client, url, status, form):
+    """Do NUL and invalid UTF-8 in a tracking code answer 400, or 404 with the lookup form, never 500?"""
     response = client.get(url)
     assert response.status_code == status
-    if status == 200:
-        assert "No message has this tracking code" in response.text
+    assert ("A tracking code has 16 letters and digits" in response.text) == form

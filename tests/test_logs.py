@@ -141,7 +141,9 @@ def public_doors(client, survey: Survey, c: Canaries) -> None:
     assert post_form(client, "/p/visit", {f"q{question.id}": c.message}).status_code == 200
     assert client.get(f"/track/{c.secret}").status_code == 404
     assert client.get(f"/s/{c.secret}").status_code == 404
-    assert client.get("/track", query_string={"code": c.secret}).status_code == 200
+    assert (
+        client.get("/track", query_string={"code": c.secret}).status_code == 404
+    )  # the look-up form again, with the reason
 
 
 def staff_doors(client, auth, c: Canaries) -> None:
@@ -278,9 +280,10 @@ def canary_urls(c: Canaries) -> dict[str, tuple[int, str]]:
         f"/admin/customers/?search={c.email}": (302, "GET /admin/customers/ HTTP/1.1"),
         f"/admin/customers/?search={c.phone_digits}&sort=1": (302, "GET /admin/customers/ HTTP/1.1"),
         f"/feedback?name={c.mark['name']}": (200, "GET /feedback HTTP/1.1"),
-        f"/track?code={c.secret}": (200, "GET /track HTTP/1.1"),
+        f"/track?code={c.secret}": (404, "GET /track HTTP/1.1"),
         f"/track/{c.secret}": (404, "GET /track/… HTTP/1.1"),
         f"/s/{c.secret}": (404, "GET /s/… HTTP/1.1"),
+        f"/login/reset/{c.secret}": (410, "GET /login/reset/… HTTP/1.1"),
     }
 
 

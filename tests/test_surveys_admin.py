@@ -74,9 +74,14 @@ def invite(survey: Survey, customer_id: int | None = None, **kwargs) -> Invitati
 
 
 def post_invite(client, survey: Survey, **fields):
+    """Send the invitation form; a segment's count is confirmed as shown (the second step)."""
     page = client.get("/admin/survey_invite/")
     data = {"csrf_token": csrf_token(page.text), "survey": str(survey.id), "days_valid": "7"}
-    return client.post("/admin/survey_invite/", data=data | fields)
+    response = client.post("/admin/survey_invite/", data=data | fields)
+    if 'name="confirm_token"' not in response.text:
+        return response
+    confirm = {"confirm_token": csrf_token(response.text, "confirm_token")}
+    return client.post("/admin/survey_invite/", data=data | fields | confirm)
 
 
 def answer(survey: Survey, nps: int, rating: int, text: str = "", invitation=None):

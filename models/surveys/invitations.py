@@ -8,7 +8,9 @@ import typing as t
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from flask import current_app
 from flask_babel import lazy_gettext as _l
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Mapped, joinedload, mapped_column, relationship
 
 from models import Model, UTCDateTime, db, one_of, utcnow
@@ -165,6 +167,41 @@ def segment_query(
         else:
             query = query.where(Customer.id.in_(member))
     return query
+
+
+def segment_size(
+    tag: str | None = None, city: str | None = None, language: str | None = None, tier: str | None = None
+) -> int:
+    """How many customers a segment holds now (read only)."""
+    segment = segment_query(tag, city, language, tier).order_by(None).subquery()
+    return int(db.session.scalar(sa.select(sa.func.count()).select_from(segment)) or 0)
+
+
+# A segment is invited in two steps: its size is shown with a signed token of the exact
+# selection, and only a request carrying that token for the same selection and the same size
+# creates invitations. A changed selection (or a segment that grew meanwhile) is shown again.
+CONFIRM_SALT = "patron.survey-invite-confirm"
+CONFIRM_MAX_AGE = 30 * 60
+
+
+def _confirm_serializer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=CONFIRM_SALT)
+
+
+def selection_token(selection: dict[str, t.Any], size: int) -> str:
+    """A signed token saying "this selection, of this size, was shown"."""
+    return _confirm_serializer().dumps({"selection": selection, "size": size})
+
+
+def selection_confirmed(token: str | None, selection: dict[str, t.Any], size: int) -> bool:
+    """Whether a token confirms exactly this selection at this size (and is recent)."""
+    if not token or len(token) > 2000:
+        return False
+    try:
+        shown = _confirm_serializer().loads(token, max_age=CONFIRM_MAX_AGE)
+    except BadSignature:
+        return False
+    return isinstance(shown, dict) and shown == {"selection": selection, "size": size}
 
 
 def find_invitation(token: str) -> Invitation | None:
