@@ -78,7 +78,12 @@ DEMO_SIZES = ("customers", "tickets", "buyers", "responses")
     help="Also add demo data, three demo staff accounts and a demo API key (never on a real database).",
 )
 @click.option("--customers", default=300, show_default=True, help="Demo customers (with --demo).")
-@click.option("--tickets", default=60, show_default=True, help="Demo tickets (with --demo).")
+@click.option(
+    "--tickets",
+    default=60,
+    show_default=True,
+    help="Demo tickets in hand (with --demo); as many again resolved over the past 12 weeks.",
+)
 @click.option("--buyers", default=120, show_default=True, help="Demo customers with purchases (with --demo).")
 @click.option(
     "--responses",
