@@ -18,6 +18,7 @@ DEFAULTS = {
     "RATELIMIT_HEADERS_ENABLED": True,
     "PUBLIC_FORM_RATE_LIMIT": "5 per 10 minutes",
     "TRACKING_RATE_LIMIT": "30 per minute",
+    "PASSWORD_RESET_RATE_LIMIT": "5 per 15 minutes",
     "SURVEY_RATE_LIMIT": "20 per 10 minutes",
     "SURVEY_SETTINGS_TTL": 5,
     "LOYALTY_CURRENCY": "CNY",
@@ -33,6 +34,9 @@ DEFAULTS = {
     "WTF_CSRF_TIME_LIMIT": None,
     # The largest request body (a purchase CSV import is the largest thing anyone sends): 413 above.
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # The largest file attached to a ticket message (below MAX_CONTENT_LENGTH, so that a file
+    # too large is refused with a message and the reply typed with it kept).
+    "ATTACHMENT_MAX_BYTES": 10 * 1024 * 1024,
     "ADMIN_PAGE_SIZE": 20,
     # Minutes between runs by job name, over the jobs' own defaults
     # (e.g. PATRON_JOB_INTERVALS='{"escalate-sla": 10}').

@@ -10,6 +10,7 @@ from flask_babel import lazy_gettext as _l
 from admin.account import AccountView
 from admin.api_keys import ApiKeyView
 from admin.audit import AuditEventView
+from admin.canned_replies import CannedReplyView
 from admin.customers import CustomerView
 from admin.dashboard import DashboardView
 from admin.jobs import JobsView
@@ -23,6 +24,7 @@ from admin.loyalty import (
     RewardView,
     TierView,
 )
+from admin.search import GlobalSearchView
 from admin.sla import BusinessCalendarView, HolidayView, SlaPolicyView, TicketCategoryView
 from admin.staff import StaffUserView
 from admin.surveys import InvitationView, SurveyInviteView, SurveyResultsView, SurveyView
@@ -39,6 +41,7 @@ from models.loyalty.purchases import Purchase
 from models.loyalty.rewards import Redemption, Reward
 from models.surveys.builder import Survey
 from models.surveys.invitations import Invitation
+from models.tickets.canned import CannedReply
 from models.tickets.policy import BusinessCalendar, Holiday, SlaPolicy
 from models.tickets.ticket import Ticket, TicketCategory
 from models.user import StaffUser
@@ -64,6 +67,11 @@ def init_admin(app: Flask) -> Admin:
         (OverdueTicketView, _l("Overdue"), "tickets_overdue"),
     ]:
         admin.add_view(view(Ticket, db, name=name, endpoint=endpoint, category=tickets))
+    admin.add_view(
+        CannedReplyView(
+            CannedReply, db, name=_l("Canned replies"), endpoint="canned_replies", category=tickets
+        )
+    )
     loyalty = _l("Loyalty")
     for view, model, name, endpoint in [
         (PurchaseView, Purchase, _l("Purchases"), "purchases"),
@@ -121,6 +129,7 @@ def init_admin(app: Flask) -> Admin:
         )
     )
     admin.add_view(AccountView(name=_l("My account"), endpoint="account", url="/admin/account"))
+    admin.add_view(GlobalSearchView(name=_l("Search"), endpoint="search", url="/admin/search"))
     admin.add_view(
         TwoFactorView(name=_l("Two-factor sign-in"), endpoint="two_factor", url="/admin/two_factor")
     )

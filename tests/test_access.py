@@ -57,6 +57,11 @@ EXPECTED = {
     "tickets.action_view": WORKERS,
     "tickets.create_view": WORKERS,
     "tickets.bulk_assign": WORKERS,
+    "tickets.take": WORKERS,
+    "tickets.finish": WORKERS,
+    "tickets.attachment": PII_ROLES,
+    "canned_replies.index_view": {"admin", "manager"},
+    "canned_replies.create_view": {"admin", "manager"},
     "tickets_overdue.index_view": EVERYONE,
     "purchases.index_view": EVERYONE,
     "purchases.create_view": WORKERS,
@@ -69,6 +74,9 @@ EXPECTED = {
     "promotions.index_view": {"admin", "manager"},
     "purchase_import.index": {"admin", "manager"},
     "customers.adjust_points": {"admin", "manager"},
+    "customers.redeem": WORKERS,
+    "customers.coupon": WORKERS,
+    "search.index": EVERYONE,
     "tickets_mine.index_view": EVERYONE,
     "admin.index": EVERYONE,
     "account.index": EVERYONE,
@@ -107,6 +115,8 @@ RULE_ARGUMENTS = {
     "ticket_id": "ticket",
     "survey_id": "survey",
     "session_id": "staff_session",
+    "attachment_id": "attachment",
+    "redemption_id": "redemption",
 }
 # Query strings that custom pages need to show something (their form, for the objects named).
 PAGE_QUERIES = {"bulk_assign": {"ids": "ticket"}, "bulk_priority": {"ids": "ticket"}}
@@ -284,6 +294,8 @@ class World:
         for argument in rule.arguments:
             if argument == "export_type":
                 values[argument] = "csv"
+            elif argument == "token":  # a password reset link's: no such link
+                values[argument] = "no-such-link"
             else:
                 assert argument in RULE_ARGUMENTS, f"{endpoint}: which object is <{argument}>?"
                 values[argument] = self.ids[RULE_ARGUMENTS[argument]]
@@ -330,7 +342,10 @@ def populate() -> dict[str, int]:
     from models.loyalty.rewards import redeem
     from models.surveys.builder import Question, Survey
     from models.surveys.invitations import invite_customers
+    from models.tickets.attachments import check_upload
+    from models.tickets.canned import CannedReply
     from models.tickets.policy import Holiday
+    from models.tickets.ticket import add_message
 
     customer = make_customer()
     ticket, _code = make_ticket(customer_id=customer.id)
@@ -349,6 +364,11 @@ def populate() -> dict[str, int]:
     with unit_of_work(SYSTEM):
         ((invitation, _token),) = invite_customers(survey, [customer.id])
         key, _text = create_api_key("Till", "pos", ["purchases:write"])
+    with unit_of_work(SYSTEM) as uow:
+        uow.add(CannedReply(title="Thanks", language="en", body="Thank you!"))
+        call_notes = check_upload("call.txt", b"Called at 14:05")
+        note = add_message(ticket, "note", "Call notes attached", files=[call_notes])
+    attachment_id = note.attachments[0].id
     assert run_due_jobs()  # so that the Jobs screen shows real runs
     from models.staff_session import start_staff_session
 
@@ -365,6 +385,7 @@ def populate() -> dict[str, int]:
         "invitation": invitation.id,
         "api_key": key.id,
         "staff_session": staff_session.id,
+        "attachment": attachment_id,
     }
 
 
@@ -443,6 +464,10 @@ def expected_answer(world: World, endpoint: str, identity: str) -> Answer:
     if view is None:  # the sign-in pages
         if endpoint == f"{SIGN_IN}.login":
             return (200, None) if identity == "anonymous" else (302, "/admin/")
+        if endpoint == f"{SIGN_IN}.forgot_password":
+            return (200, None) if identity == "anonymous" else (302, "/admin/account/")
+        if endpoint == f"{SIGN_IN}.reset_with_link":
+            return 410, None  # an unknown link, whoever opens it
         if endpoint in (f"{SIGN_IN}.second_factor", f"{SIGN_IN}.enrol"):
             # Steps of a sign-in in progress: without one they send back to its start.
             return (302, "/login") if identity == "anonymous" else (302, "/admin/")

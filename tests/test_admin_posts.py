@@ -46,7 +46,7 @@ LEAST_FIRST = ["analyst", "agent", "manager", "admin"]
 # Flask-Admin's own POST endpoints, exercised view by view below (ajax_update answers 404 to
 # everyone allowed, as the access matrix asserts: no view has editable list columns).
 STOCK_POSTS = {"create_view", "edit_view", "delete_view", "action_view", "ajax_update"}
-TICKET_PAGE_POSTS = ("reply", "move", "update", "bulk_assign", "bulk_priority")
+TICKET_PAGE_POSTS = ("reply", "move", "update", "bulk_assign", "bulk_priority", "take", "finish")
 _serial = itertools.count(1)
 
 
@@ -197,6 +197,14 @@ def fresh_holiday() -> int:
     return holiday.id
 
 
+def fresh_canned_reply() -> int:
+    from models.tickets.canned import CannedReply
+
+    with unit_of_work(SYSTEM) as uow:
+        reply = uow.add(CannedReply(title=f"Thanks {next(_serial)}", language="en", body="Thank you!"))
+    return reply.id
+
+
 def fresh_api_key() -> int:
     from models.api_key import create_api_key
 
@@ -226,6 +234,7 @@ FRESH: dict[str, Callable[[World], int]] = {
     "Promotion": lambda world: fresh_promotion(),
     "Survey": lambda world: fresh_survey(),
     "Holiday": lambda world: fresh_holiday(),
+    "CannedReply": lambda world: fresh_canned_reply(),
 }
 
 
@@ -308,6 +317,13 @@ def assigning_opens_the_assign_page(world, endpoint, role):
     assert answer(response) == (302, path(f"{endpoint}.bulk_assign", ids=world.ids["ticket"]))
 
 
+@checks("Ticket", "take")
+def taking_assigns_the_ticket_to_oneself(world, endpoint, role):
+    ticket_id = fresh_ticket()
+    action_changes(world, endpoint, role, "take", ticket_id, "ticket.edit", "owner_id", world.staff_ids[role])
+    assert reread(model_of(world, endpoint), ticket_id).status == "acknowledged"
+
+
 @checks("Ticket", "priority")
 def changing_priority_opens_the_priority_page(world, endpoint, role):
     response = run_action(world, role, endpoint, "priority", [world.ids["ticket"]])
@@ -332,6 +348,15 @@ def resetting_two_factor_removes_it_audited(world, endpoint, role):
     assert answer(response) == (302, path(f"{endpoint}.index_view"))
     assert not has_two_factor(reread(StaffUser, staff_id))
     assert audited_ids("two_factor.reset", mark) == [str(staff_id)]
+
+
+@checks("StaffUser", "reset_link")
+def making_a_reset_link_shows_it_once_audited(world, endpoint, role):
+    staff_id = fresh_staff()
+    mark = audit_mark()
+    response = run_action(world, role, endpoint, "reset_link", [staff_id])
+    assert response.status_code == 200 and "/login/reset/" in response.text
+    assert audited_ids("password_reset.create", mark) == [str(staff_id)]
 
 
 @checks("Purchase", "refund")
@@ -441,6 +466,7 @@ def create_values(world: World, model: str) -> dict:
         },
         "TicketCategory": {"code": f"cat{n}", "name_en": f"Category {n}", "name_zh": "类别", "position": "9"},
         "Holiday": {"day": (date(2033, 1, 1) + timedelta(days=n)).isoformat(), "name": "Closed"},
+        "CannedReply": {"title": f"Refund approved {n}", "language": "en", "body": "Refund sent."},
         "Tier": {
             "code": f"tier{n}",
             "name_en": f"Tier {n}",
@@ -497,6 +523,7 @@ EDITS: dict[str, tuple[Callable[[World], int], str, str, str, object]] = {
     "SlaPolicy": (None, "first_response_minutes", "45", "first_response_minutes", 45),
     "BusinessCalendar": (None, "timezone", "Asia/Hong_Kong", "timezone", "Asia/Hong_Kong"),
     "Holiday": (lambda w: fresh_holiday(), "name", "Bridge day", "name", "Bridge day"),
+    "CannedReply": (lambda w: fresh_canned_reply(), "title", "Thanks (new)", "title", "Thanks (new)"),
     "Tier": (None, "name_en", "Member (renamed)", "name_en", "Member (renamed)"),
     "EarningRule": (None, "minimum_amount", "1.00", "minimum_amount", Decimal("1.00")),
     "StaffUser": (lambda w: fresh_staff(), "display_name", "Renamed", "display_name", "Renamed"),
@@ -596,6 +623,36 @@ def test_a_move_changes_the_status(world, endpoint):
     response = client.post(form.action, data=form.values())
     assert answer(response) == (302, page)
     assert ticket(world, ticket_id).status == "acknowledged"
+    assert audited_ids("ticket.status", mark) == [str(ticket_id)]
+
+
+@pytest.mark.parametrize("endpoint", ticket_page_posts("take"))
+def test_assign_to_me_takes_and_acknowledges_the_ticket(world, endpoint):
+    client, view, ticket_id = ticket_case(world, endpoint)
+    page = path(f"{view}.ticket_page", ticket_id=ticket_id)
+    form = page_form(client, page, path(endpoint, ticket_id=ticket_id))
+    mark = audit_mark()
+    response = client.post(form.action, data=form.values())
+    assert answer(response) == (302, page)
+    taken = ticket(world, ticket_id)
+    assert (taken.owner_id, taken.status) == (world.staff_ids["agent"], "acknowledged")
+    assert audited_ids("ticket.edit", mark) == [str(ticket_id)]
+
+
+@pytest.mark.parametrize("endpoint", ticket_page_posts("finish"))
+def test_resolve_with_a_reply_does_both(world, endpoint):
+    client, view, ticket_id = ticket_case(world, endpoint)
+    page = path(f"{view}.ticket_page", ticket_id=ticket_id)
+    form = page_form(client, page, path(endpoint, ticket_id=ticket_id), to_status="resolved")
+    mark = audit_mark()
+    response = client.post(form.action, data=form.values(reply="Sorted, thank you."))
+    assert answer(response) == (302, page)
+    done = ticket(world, ticket_id)
+    assert (done.status, done.messages[-1].kind, done.messages[-1].body) == (
+        "resolved",
+        "outbound",
+        "Sorted, thank you.",
+    )
     assert audited_ids("ticket.status", mark) == [str(ticket_id)]
 
 
@@ -702,8 +759,11 @@ def invite(world: World, **fields: str):
     """Send the invitation form as an agent, for the world's survey."""
     client = world.clients["agent"]
     page = path("survey_invite.index")
-    form = page_form(client, page)
-    return client.post(page, data=form.values(survey=str(world.ids["survey"]), **fields))
+    data = page_form(client, page).values(survey=str(world.ids["survey"]), **fields)
+    response = client.post(page, data=data)
+    # A segment is shown with its size first; invitations are made once that is confirmed.
+    shown = re.search(r'name="confirm_token" value="([^"]+)"', response.text)
+    return client.post(page, data=data | {"confirm_token": shown.group(1)}) if shown else response
 
 
 def invited_customers(world: World, since: int) -> set[int]:
@@ -835,6 +895,10 @@ COVERED_POSTS = {
     "account.end_session",
     "customers.adjust_points",
     "customers.search",
+    "customers.redeem",
+    "search.index",
+    f"{SIGN_IN}.forgot_password",
+    f"{SIGN_IN}.reset_with_link",
     f"{SIGN_IN}.second_factor",
     f"{SIGN_IN}.enrol",
     "two_factor.index",
@@ -919,3 +983,15 @@ def test_a_sign_out_without_its_token_is_refused(world):
     client, _user = signed_in_client(world)
     assert client.post(path(f"{SIGN_IN}.logout")).status_code == 400
     assert client.get(path("admin.index")).status_code == 200
+
+
+def test_a_manager_redeems_a_reward_on_the_redemption_page(world):
+    customer_id = fresh_customer()
+    fresh_purchase(customer_id)  # 500 points; the world's reward costs 100
+    client = world.clients["manager"]
+    form = page_form(client, path("customers.redeem", customer_id=customer_id))
+    before, mark = points_of(world, customer_id), audit_mark()
+    response = client.post(form.action, data=form.values(reward=str(world.ids["reward"])))
+    (redemption_id,) = audited_ids("redemption.create", mark)
+    assert answer(response) == (302, path("customers.coupon", redemption_id=int(redemption_id)))
+    assert points_of(world, customer_id) == before - 100
