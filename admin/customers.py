@@ -40,9 +40,9 @@ from admin.fields import (
     TAGS_HELP,
     choices,
     contact_refusal,
+    gate_contact_search,
     may_search_by_contact,
     name_not_found,
-    take_contact_search,
     valid_email,
     valid_phone,
 )
@@ -61,7 +61,7 @@ from models.customer import (
     contact_search,
     could_be_name,
     record_contact_search,
-    record_refused_contact_search,
+    record_customers_shown,
 )
 from models.loyalty.ledger import (
     ENTRY_LABELS,
@@ -427,18 +427,11 @@ class CustomerView(StaffModelView):
         found nothing; a malformed address is looked up nowhere and the list says what is wrong.
         """
         try:
-            if not may_search_by_contact():
-                with self.unit_of_work():
-                    record_refused_contact_search(found.kind, "no right")
-                return True
-            if found.clause is None:
-                return True
-            over_limit = take_contact_search()
-            if over_limit:
-                with self.unit_of_work():
-                    record_refused_contact_search(found.kind, "rate limit")
-                flash(over_limit, "error")
-                return False
+            gate = gate_contact_search(found)
+            if not gate.may_run:
+                if gate.limited:
+                    flash(gate.message, "error")
+                return not gate.limited
             count = self._count(term, view_args)
             with self.unit_of_work():
                 record_contact_search(found.kind, count)
@@ -554,13 +547,16 @@ class CustomerView(StaffModelView):
         try:
             with self.unit_of_work():
                 result = redeem(customer_id, form.reward.data, coupon_code=code)
-        except AlreadyRedeemed:
-            earlier = coupon_issued(code)
-            if earlier is None or earlier.customer_id != customer_id:  # cannot be: the token is theirs
-                abort(409)
-            flash(_("This redemption was made already; here is its coupon."), "info")
-            return redirect(url_for(".coupon", redemption_id=earlier.id))
         except LoyaltyError as exc:
+            # The same form sent twice at once: on PostgreSQL the second waits for the first's
+            # balance row and may then find too few points or no stock left, although its coupon
+            # was issued. Whatever the refusal, a coupon issued under this form's code is the answer.
+            earlier = coupon_issued(code)
+            if earlier is not None and earlier.customer_id == customer_id:
+                flash(_("This redemption was made already; here is its coupon."), "info")
+                return redirect(url_for(".coupon", redemption_id=earlier.id))
+            if isinstance(exc, AlreadyRedeemed):  # cannot be: the token is theirs
+                abort(409)
             flash(str(exc), "error")  # the domain's reason; nothing changed
             return None
         except WriteBusy:
@@ -670,11 +666,12 @@ class CustomerView(StaffModelView):
     def _audit_disclosure(self, template: str, kwargs: dict) -> None:
         model = kwargs.get("model")
         if template == self.list_template and kwargs.get("data"):
-            ids = ",".join(str(m.id) for m in kwargs["data"])
             shown = [c for c, _label in self._list_columns if c in PII_FIELDS]
-            object_id, detail = None, f"ids={ids}"
-            action = "customer.list"
-        elif template in (self.details_template, self.details_modal_template) and model is not None:
+            ids = [m.id for m in kwargs["data"]]  # read before the write begins
+            with self.unit_of_work():
+                record_customers_shown(ids, shown)
+            return
+        if template in (self.details_template, self.details_modal_template) and model is not None:
             shown = [c for c, _label in self._details_columns if c in PII_FIELDS]
             if kwargs.get("excerpts"):  # the timeline's excerpts of ticket messages
                 shown.append("ticket_message.body")

@@ -13,11 +13,11 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 
-from admin.base import StaffIndexView, staff_zone
+from admin.base import StaffIndexView, can_view_pii, staff_zone
 from insights import home
 from insights.survey_results import satisfaction_since
 from models import db, utcnow
-from models.tickets.feedback import STANDARD_SUBJECTS
+from models.tickets.feedback import shown_subject
 from models.tickets.policy import PRIORITY_LABELS
 from models.tickets.ticket import STATUS_LABELS
 from models.user import Role
@@ -61,16 +61,12 @@ def _list_url(admin, endpoint: str, sort: str | None = None, **filters: str | in
     return url_for(f"{endpoint}.index_view", **args)
 
 
-def _subject(subject: str) -> str:
-    return _(subject) if subject in STANDARD_SUBJECTS else subject
-
-
 def _queue_rows(items: list[home.QueueItem]) -> list[dict]:
     return [
         {
             "url": url_for("tickets.ticket_page", ticket_id=item.id),
             "reference": item.reference,
-            "subject": _subject(item.subject),
+            "subject": shown_subject(item.subject, item.summary, can_view_pii()),
             "priority": str(PRIORITY_LABELS.get(item.priority, item.priority)),
             "badge": PRIORITY_BADGES.get(item.priority, "secondary"),
             "status": str(STATUS_LABELS.get(item.status, item.status)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from email_validator import EmailNotValidError, validate_email
@@ -18,11 +19,13 @@ from extensions import limiter
 from models.contact import InvalidContact, normalise_email, normalise_phone
 from models.customer import (
     CONTACT_SEARCH_RIGHT,
+    ContactSearch,
     contact_search,
     default_region,
     find_customer_id,
     member_numbers,
     record_contact_search,
+    record_refused_contact_search,
 )
 from models.uow import WriteBusy
 
@@ -116,6 +119,32 @@ def name_not_found() -> str:
         "nickname or another spelling finds nothing. Try the customer's phone number, email "
         "address or member number."
     )
+
+
+@dataclass(frozen=True)
+class ContactGate:
+    """Whether a look-up by email, phone or name may run, and if not, what to tell the person."""
+
+    may_run: bool
+    message: str = ""
+    limited: bool = False  # refused by the per-person limit (the others are shown as results)
+
+
+def gate_contact_search(found: ContactSearch) -> ContactGate:
+    """The rule of every search box: the right, then a well-formed term, then the per-person
+    limit; a refusal for want of the right or over the limit is audited. Raises WriteBusy."""
+    if not may_search_by_contact():
+        with staff_unit_of_work():
+            record_refused_contact_search(found.kind, "no right")
+        return ContactGate(False, contact_refusal(found.kind))
+    if found.clause is None:
+        return ContactGate(False, found.problem or "")
+    over_limit = take_contact_search()
+    if over_limit:
+        with staff_unit_of_work():
+            record_refused_contact_search(found.kind, "rate limit")
+        return ContactGate(False, over_limit, limited=True)
+    return ContactGate(True)
 
 
 def known_customer(_form, field) -> None:

@@ -21,17 +21,17 @@ from wtforms import StringField, ValidationError
 from wtforms.validators import Length, Optional
 
 from admin.base import StaffView, can_view_pii
-from admin.fields import contact_refusal, may_search_by_contact, name_not_found, take_contact_search
+from admin.fields import gate_contact_search, may_search_by_contact, name_not_found
 from models.customer import (
     ContactSearch,
     Customer,
     contact_search,
     record_contact_search,
-    record_refused_contact_search,
+    record_customers_shown,
 )
 from models.loyalty.rewards import REDEMPTION_LABELS, Redemption
 from models.search import coupons_by_code, customers_by_member_no, customers_where, tickets_by_number_or_code
-from models.tickets.feedback import STANDARD_SUBJECTS
+from models.tickets.feedback import shown_subject
 from models.tickets.ticket import STATUS_LABELS, Ticket
 from models.uow import WriteBusy
 from security import CheckedForm
@@ -107,7 +107,7 @@ def customer_hit(customer: Customer) -> Hit:
 
 
 def ticket_hit(ticket: Ticket) -> Hit:
-    subject = _(ticket.subject) if ticket.subject in STANDARD_SUBJECTS else ticket.subject
+    subject = shown_subject(ticket.subject, ticket.summary, can_view_pii())
     status = str(STATUS_LABELS.get(ticket.status, ticket.status))
     return Hit(str(ticket), f"{subject} · {status}", url_for("tickets.ticket_page", ticket_id=ticket.id))
 
@@ -178,21 +178,11 @@ class GlobalSearchView(StaffView):
             outcome.groups.append(Group(kind, label, hits, len(hits) if count is None else count))
 
     def _look_up_by_contact(self, found: ContactSearch, outcome: Outcome) -> None:
-        """The customer list's rules: right, then a well-formed term, then the limit; audited."""
+        """The customer list's rules (gate_contact_search), then the look-up, audited."""
         try:
-            if not may_search_by_contact():
-                with self.unit_of_work():
-                    record_refused_contact_search(found.kind, "no right")
-                outcome.notices.append(contact_refusal(found.kind))
-                return
-            if found.clause is None:
-                outcome.notices.append(found.problem or "")
-                return
-            over_limit = take_contact_search()
-            if over_limit:
-                with self.unit_of_work():
-                    record_refused_contact_search(found.kind, "rate limit")
-                outcome.notices.append(over_limit)
+            gate = gate_contact_search(found)
+            if not gate.may_run or found.clause is None:  # a term that may run is well formed
+                outcome.notices.append(gate.message)
                 return
             count, customers = customers_where(found.clause)
             with self.unit_of_work():
@@ -207,8 +197,6 @@ class GlobalSearchView(StaffView):
 
     def _audit_disclosure(self, outcome: Outcome) -> None:
         """Customers' names shown unmasked are a disclosure, audited as the customer list's are."""
-        if not outcome.shown_customer_ids or not can_view_pii():
-            return
-        ids = ",".join(str(i) for i in outcome.shown_customer_ids)
-        with self.unit_of_work() as uow:
-            uow.audit("customer.list", "customer", None, ["name"], detail=f"ids={ids}")
+        if outcome.shown_customer_ids and can_view_pii():
+            with self.unit_of_work():
+                record_customers_shown(outcome.shown_customer_ids, ["name"])

@@ -33,7 +33,7 @@ from admin.ticket_forms import (
 )
 from models import db, utcnow
 from models.contact import mask_email, mask_name, mask_phone
-from models.customer import CUSTOMER_LANGUAGES, find_customer_id
+from models.customer import CUSTOMER_LANGUAGES, find_customer_id, record_customers_shown
 from models.surveys.answers import response_for_follow_up
 from models.tickets.attachments import (
     ALLOWED_LABEL,
@@ -46,7 +46,7 @@ from models.tickets.attachments import (
     read_file,
 )
 from models.tickets.canned import canned_replies_for
-from models.tickets.feedback import STANDARD_SUBJECTS
+from models.tickets.feedback import shown_subject
 from models.tickets.policy import PRIORITY_LABELS
 from models.tickets.ticket import (
     CHANNEL_LABELS,
@@ -90,8 +90,8 @@ def reference_link(view, context, model: Ticket, name: str):
 
 
 def subject_label(view, context, model: Ticket, name: str):
-    """The subject; standard subjects of web tickets in the reader's language."""
-    return _(model.subject) if model.subject in STANDARD_SUBJECTS else model.subject
+    """The subject; a web ticket's summary for staff who may see personal data."""
+    return shown_subject(model.subject, model.summary, can_view_pii())
 
 
 def customer_name_of(view, context, model: Ticket, name: str):
@@ -301,6 +301,15 @@ class TicketView(OpensFromCustomerPage, StaffModelView):
         return url_for("tickets.ticket_page", ticket_id=model.id)
 
     # The ticket page ---------------------------------------------------------------
+    def render(self, template, **kwargs):
+        """A list showing customers' names unmasked leaves an audit event, once it is rendered."""
+        html = super().render(template, **kwargs)
+        if template == self.list_template and kwargs.get("data") and can_view_pii():
+            shown = [t.customer_id for t in kwargs["data"] if t.customer_id]  # read before the write
+            with self.unit_of_work():
+                record_customers_shown(shown, ["name"])
+        return html
+
     def _ticket_or_404(self, ticket_id: int) -> Ticket:
         ticket = db.session.get(Ticket, ticket_id)
         if ticket is None:
@@ -334,7 +343,7 @@ class TicketView(OpensFromCustomerPage, StaffModelView):
         return self.render(
             "admin/ticket.html",
             ticket=ticket,
-            known_subjects=STANDARD_SUBJECTS,
+            subject=shown_subject(ticket.subject, ticket.summary, pii),
             pii=pii,
             customer_name=self._customer_name(ticket, pii),
             contact=self._contact(ticket, pii),

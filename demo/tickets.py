@@ -129,13 +129,14 @@ def seed_demo_tickets(count: int, rng: random.Random, batch_size: int = 200) -> 
                 chinese = customer is None or customer.language == "zh_Hans_CN"
                 subject, message = zh if chinese else en
                 channel = rng.choice(CHANNELS)
-                if channel == "web":  # as the public form does: the subject is the message's start
-                    subject = subject_from_message(message, subject)
+                # As the public form does: a web ticket is summed up from the message (sealed).
+                summary = subject_from_message(message, "") if channel == "web" else None
                 priority = item.priority or priority
                 ticket, _code = open_ticket(
                     NewTicket(
                         subject=subject,
                         channel=channel,
+                        summary=summary,
                         priority=priority,
                         category=category_by_code(category),
                         customer_id=customer.id if customer else None,

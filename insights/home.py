@@ -102,6 +102,7 @@ class QueueItem:
     id: int
     reference: str
     subject: str
+    summary: str | None  # a web ticket's summary of the customer's words (sealed; PII)
     priority: str
     status: str
     due: datetime | None  # the next target: the first reply until it is sent, then the resolution
@@ -151,6 +152,7 @@ def _by_urgency(session: Session, clause, now: datetime, limit: int) -> list[Que
             Ticket.id,
             Ticket.reference,
             Ticket.subject,
+            Ticket.summary,
             Ticket.priority,
             Ticket.status,
             due.label("due"),
@@ -171,6 +173,7 @@ def _by_urgency(session: Session, clause, now: datetime, limit: int) -> list[Que
             r.id,
             r.reference or f"#{r.id}",
             r.subject,
+            r.summary,
             r.priority,
             r.status,
             r.due,

@@ -222,6 +222,13 @@ def record_contact_search(kind: str, results: int) -> None:
     current_uow().audit("customer.search", "customer", None, [kind], detail=f"key={kind} results={results}")
 
 
+def record_customers_shown(customer_ids: t.Iterable[int], fields: list[str]) -> None:
+    """Audit a page that showed these customers' personal fields unmasked (a list, a search)."""
+    ids = ",".join(str(i) for i in dict.fromkeys(customer_ids))
+    if ids:
+        current_uow().audit("customer.list", "customer", None, fields, detail=f"ids={ids}")
+
+
 def record_refused_contact_search(kind: str, reason: str) -> None:
     """Audit a look-up by email, phone or name that was refused ("no right", "rate limit"); never the term."""
     detail = f"key={kind} reason={reason}"

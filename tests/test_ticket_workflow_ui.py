@@ -37,10 +37,30 @@ def reread(ticket: Ticket) -> Ticket:
 # Subjects of web tickets ---------------------------------------------------------------------
 
 
-def test_a_web_ticket_is_titled_by_the_first_sentence_of_its_message(app):
+def test_a_web_ticket_is_summed_up_by_the_first_sentence_of_its_message_sealed(app):
     with unit_of_work(Actor.anonymous()):
         ticket, _code = submit_feedback("complaint", "The zip broke on day two.  I want a new coat.")
-    assert reread(ticket).subject == "The zip broke on day two"
+    stored = reread(ticket)
+    assert (stored.subject, stored.summary) == (WEB_FALLBACK, "The zip broke on day two")
+    raw = db.session.execute(sa.text("SELECT subject, summary FROM ticket WHERE id = :id"), {"id": ticket.id})
+    subject, summary = raw.one()
+    assert subject == WEB_FALLBACK and "zip" not in summary  # the customer's words only sealed
+
+
+def test_the_summary_is_shown_to_an_agent_and_never_to_an_analyst(client, auth):
+    with unit_of_work(Actor.anonymous()):
+        ticket, _code = submit_feedback("complaint", "Call me on 13800138000 about the zip.")
+    auth.login("agent")
+    assert "Call me on 13800138000" in client.get("/admin/tickets/").text
+    assert "Call me on 13800138000" in client.get(page_of(ticket)).text
+    auth.logout()
+    auth.login("analyst")
+    for page in ("/admin/tickets/", page_of(ticket)):
+        text = client.get(page).text
+        assert "13800138000" not in text and "Call me" not in text, page
+    assert f"{ticket.reference} · {WEB_FALLBACK}" in client.get(page_of(ticket)).text
+    # Searching the list for the customer's words finds nothing: only the subject is searched.
+    assert ticket.reference not in client.get("/admin/tickets/?search=13800138000").text
 
 
 def test_a_long_sentence_is_cut_at_a_word_boundary_with_an_ellipsis():
@@ -303,3 +323,16 @@ def test_the_new_ticket_form_from_a_customers_page_holds_their_member_number(cli
         field = re.search(r'<input[^>]*id="customer_lookup"[^>]*>', client.get(url).text)
         assert field is not None
         assert 'value=""' in field.group(0) or "value=" not in field.group(0)
+
+
+def test_a_ticket_list_showing_names_is_audited_for_those_customers_only_when_unmasked(client, auth):
+    shown = make_customer(name="王芳")
+    ticket, _code = make_ticket(customer_id=shown.id)
+    auth.login("agent")
+    assert "王芳" in client.get("/admin/tickets/").text
+    (event,) = audit_events("customer.list")
+    assert (event.fields, event.detail) == ("name", f"ids={shown.id}")
+    auth.logout()
+    auth.login("analyst")
+    assert "王芳" not in client.get("/admin/tickets/").text
+    assert len(audit_events("customer.list")) == 1  # masked names are no disclosure

@@ -19,6 +19,9 @@ depends_on = None
 
 
 def upgrade():
+    # A web ticket's summary of the customer's own words: sealed like the message it comes from.
+    with op.batch_alter_table("ticket", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("summary", sa.Text(), nullable=True))
     op.create_table(
         "canned_reply",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -65,3 +68,5 @@ def downgrade():
     with op.batch_alter_table("canned_reply", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_canned_reply_language"))
     op.drop_table("canned_reply")
+    with op.batch_alter_table("ticket", schema=None) as batch_op:
+        batch_op.drop_column("summary")

@@ -7,6 +7,7 @@ import unicodedata
 from datetime import datetime
 
 import sqlalchemy as sa
+from flask_babel import gettext
 
 from models import db, utcnow
 from models.contact import email_lookup_key, normalise_email, normalise_phone
@@ -37,6 +38,14 @@ _SENTENCE_END = re.compile(r"[.!?…](?=\s)|[。！？]")
 
 def _width(ch: str) -> int:
     return 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+
+
+def shown_subject(subject: str, summary: str | None, with_pii: bool) -> str:
+    """A ticket's subject as a reader sees it: a web ticket's summary (the customer's words) only
+    for staff who may see personal data; a standard subject in the reader's language."""
+    if with_pii and summary:
+        return summary
+    return gettext(subject) if subject in STANDARD_SUBJECTS else subject
 
 
 def subject_from_message(message: str | None, fallback: str, width: int = SUBJECT_WIDTH) -> str:
@@ -91,7 +100,8 @@ def submit_feedback(
     email = normalise_email(email) if email else None
     phone = normalise_phone(phone, default_region()) if phone else None
     spec = NewTicket(
-        subject=subject_from_message(message, subject),
+        subject=subject,
+        summary=subject_from_message(message, "") or None,
         channel="web",
         priority=priority,
         category=category_by_code(category_code),

@@ -104,6 +104,10 @@ class Ticket(Model):
     category_id: Mapped[int | None] = mapped_column(sa.ForeignKey("ticket_category.id"))
     priority: Mapped[str] = mapped_column(sa.String(16), default="normal")
     subject: Mapped[str] = mapped_column(sa.String(200))
+    # What a web ticket is about, in the customer's words (its message's first sentence): sealed
+    # like the message, and shown only to staff who may see personal data (the subject stays the
+    # standard one, which lists, search and analysts use).
+    summary: Mapped[str | None] = mapped_column(EncryptedText("ticket.summary"))
     owner_id: Mapped[int | None] = mapped_column(sa.ForeignKey("staff_user.id"), index=True)
     status: Mapped[str] = mapped_column(sa.String(24), default="new", index=True)
     # Contact details given on the public form (personal data: sealed like a customer's).
@@ -287,6 +291,7 @@ class NewTicket:
 
     subject: str
     channel: str
+    summary: str | None = None
     priority: str = "normal"
     category: TicketCategory | None = None
     customer_id: int | None = None
@@ -310,6 +315,7 @@ def open_ticket(spec: NewTicket, now: datetime | None = None) -> tuple[Ticket, s
     code = new_tracking_code()
     ticket = Ticket(
         subject=spec.subject.strip()[:200],
+        summary=spec.summary,
         channel=spec.channel,
         priority=spec.priority,
         category=spec.category,
