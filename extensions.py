@@ -1,5 +1,7 @@
 """Flask extensions, created unbound here and bound to each app in create_app()."""
 
+import time
+
 from flask import current_app, g, has_request_context, request, session
 from flask_babel import Babel
 from flask_limiter import Limiter
@@ -13,6 +15,12 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[])
 babel = Babel()
 
 SUPPORTED_LOCALES = ("en", "zh_Hans_CN")
+
+
+def seconds_until_allowed() -> int:
+    """After a 429: how many seconds until the limit that refused this request lets it in again."""
+    current = limiter.current_limit
+    return max(1, int(current.reset_at - time.time()) + 1) if current is not None else 60
 
 
 def select_locale() -> str:

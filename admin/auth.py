@@ -43,7 +43,7 @@ from wtforms import BooleanField, EmailField, PasswordField, StringField, Submit
 from wtforms.validators import EqualTo, InputRequired, Length
 
 from admin.two_factor import grouped, qr_svg
-from extensions import limiter
+from extensions import limiter, seconds_until_allowed
 from models import db
 from models.password_reset import (
     LINK_MINUTES,
@@ -497,12 +497,13 @@ def forgot_password():
 @bp.errorhandler(429)
 def _too_many(exc):
     """The forgot-password form refused by its rate limit: shown again with the email typed."""
+    headers = {"Retry-After": str(seconds_until_allowed())}
     if request.endpoint != "staff_auth.forgot_password":
-        return render_template(
-            "error.html", code=429, message=_("Too many attempts. Please wait a little and try again.")
-        ), 429
+        message = _("Too many attempts. Please wait a little and try again.")
+        return render_template("error.html", code=429, message=message), 429, headers
     flash(_("Too many requests from your connection. Please wait a few minutes and try again."), "error")
-    return render_template("auth/forgot.html", form=ForgotPasswordForm(), minutes=LINK_MINUTES), 429
+    form = ForgotPasswordForm()
+    return render_template("auth/forgot.html", form=form, minutes=LINK_MINUTES), 429, headers
 
 
 @bp.route("/login/reset/<token>", methods=["GET", "POST"])

@@ -38,4 +38,19 @@
       if (box) { box.focus(); }
     });
   }
+  // Files larger together than the server takes in one request: stop the send (the text stays).
+  document.addEventListener('submit', function (event) {
+    var input = event.target.querySelector('input[type="file"][data-max-total]');
+    if (!input || !input.files) { return; }
+    var total = 0;
+    for (var i = 0; i < input.files.length; i += 1) { total += input.files[i].size; }
+    var note = document.getElementById('files-too-big');
+    if (total > Number(input.getAttribute('data-max-total'))) {
+      event.preventDefault();
+      if (note) { note.textContent = input.getAttribute('data-too-big'); note.hidden = false; }
+      input.focus();
+    } else if (note) {
+      note.hidden = true;
+    }
+  });
 })();

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, session, url_for
 from flask_babel import format_timedelta, get_timezone
 from flask_babel import gettext as _
 
-from extensions import limiter
+from extensions import limiter, seconds_until_allowed
 from models import utcnow
 from models.contact import InvalidContact
 from models.customer import customer_language
@@ -179,10 +178,7 @@ def public_survey(slug: str):
 
 def _wait_text() -> tuple[str, int]:
     """How long until the limit lets this address in again, in words and in seconds."""
-    current = limiter.current_limit
-    seconds = 60
-    if current is not None:
-        seconds = max(1, int(current.reset_at - time.time()) + 1)
+    seconds = seconds_until_allowed()
     return format_timedelta(timedelta(seconds=seconds), threshold=1.5, add_direction=True), seconds
 
 
@@ -214,6 +210,10 @@ def _refused_survey(wait: str) -> str | None:
     args = request.view_args or {}
     invitation = find_invitation(str(args["token"])) if "token" in args else None
     if invitation is not None:
+        try:
+            check_usable(invitation)  # a used or expired link gets its own page, not the form
+        except InvitationGone:
+            return None
         survey = survey_spec(invitation.survey_id)
         language = customer_language(invitation.customer_id)
     else:

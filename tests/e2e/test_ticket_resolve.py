@@ -95,3 +95,29 @@ def test_an_agent_takes_a_new_ticket_and_resolves_it_with_a_canned_reply(
     SCREENSHOTS.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "ticket_resolved.png"), full_page=True)
     assert violations == []
+
+
+def test_files_too_large_together_are_stopped_in_the_browser_with_the_reply_kept(
+    page, live_server, staff, staff_session, violations, new_ticket
+):
+    """Two files under the per-file limit but over the request limit together: nothing is sent."""
+    ticket_id, _reference = new_ticket
+    staff_session.sign_in(staff[Role.AGENT])
+    page.goto(f"/admin/tickets/ticket/{ticket_id}")
+    limit = live_server.app.config["MAX_CONTENT_LENGTH"]
+    half = b"%PDF-1.4\n" + b"0" * (limit // 2)
+    page.locator("#reply-form").get_by_label("Message").fill("Both scans attached.")
+    page.locator("#reply-form input[type=file]").set_input_files(
+        [
+            {"name": "a.pdf", "mimeType": "application/pdf", "buffer": half},
+            {"name": "b.pdf", "mimeType": "application/pdf", "buffer": half},
+        ]
+    )
+    page.locator("#reply-form").get_by_role("button", name="Add to the thread").click()
+    expect(page.locator("#files-too-big")).to_have_text(
+        "These files are too large together to send at once. Send them in two replies."
+    )
+    expect(page.locator("#reply-form").get_by_label("Message")).to_have_value("Both scans attached.")
+    settle(page)
+    assert ticket_state(live_server, ticket_id)[2] == [("inbound", "Where is my parcel?")]
+    assert violations == []
