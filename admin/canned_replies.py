@@ -13,10 +13,6 @@ from models.customer import CUSTOMER_LANGUAGES
 from models.tickets.canned import CANNED_LANGUAGES, CannedReply
 
 
-def language_label(view, context, model, name: str) -> str:
-    return CUSTOMER_LANGUAGES.get(model.language, model.language)
-
-
 def body_preview(view, context, model, name: str):
     """The first lines of the reply, as plain text."""
     text = " ".join(model.body.split())
@@ -45,7 +41,7 @@ class CannedReplyView(StaffModelView):
         "active": _l("Offered"),
         "updated_at": _l("Last changed"),
     }
-    column_formatters = {"language": language_label, "body": body_preview}
+    column_formatters = {"body": body_preview}
     form_columns = ["title", "language", "body", "active"]
     form_overrides = {"language": SelectField, "body": TextAreaField}
     form_args = {

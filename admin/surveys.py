@@ -62,8 +62,6 @@ from models.surveys.scales import SCALES, nps_band
 from models.uow import WriteBusy
 from security import CheckedForm
 
-KIND_LABELS = QUESTION_KIND_LABELS
-STATUS_LABELS = INVITATION_LABELS
 # Detractors red, passives grey, promoters green.
 BAND_COLOURS = {"detractor": "#c0392b", "passive": "#a0a7ae", "promoter": "#27ae60"}
 NPS_LOW, NPS_HIGH = SCALES["nps"]
@@ -195,7 +193,10 @@ class SurveyView(StaffModelView):
                         "validators": [Optional()],
                         "description": _l("1, 2, 3…; empty puts the question last."),
                     },
-                    "kind": {"label": _l("Type"), "choices": [(k, KIND_LABELS[k]) for k in QUESTION_KINDS]},
+                    "kind": {
+                        "label": _l("Type"),
+                        "choices": [(k, QUESTION_KIND_LABELS[k]) for k in QUESTION_KINDS],
+                    },
                     "prompt": {"label": _l("Question"), "validators": [DataRequired()]},
                     "required": {"label": _l("Required")},
                     "options": {
@@ -227,7 +228,7 @@ class SurveyView(StaffModelView):
 def invitation_status(view, context, model: Invitation, name: str):
     """Where the invitation stands now: expired once past its expiry, whatever was last stored."""
     status = model.status_at()
-    return STATUS_LABELS.get(status, status)
+    return INVITATION_LABELS.get(status, status)
 
 
 def invitation_context(view, context, model: Invitation, name: str):
@@ -250,7 +251,7 @@ class StatusNowNotEqual(FilterNotEqual):
         return query.filter(status_now_expression(utcnow()) != value)
 
 
-STATUS_CHOICES = [(s, STATUS_LABELS[s]) for s in INVITATION_STATUSES]
+STATUS_CHOICES = [(s, INVITATION_LABELS[s]) for s in INVITATION_STATUSES]
 
 
 class InvitationView(StaffModelView):
@@ -535,8 +536,8 @@ class SurveyResultsView(StaffView):
             "admin/survey_results.html",
             report=report,
             form=form,
-            kind_labels=KIND_LABELS,
-            status_labels=STATUS_LABELS,
+            kind_labels=QUESTION_KIND_LABELS,
+            status_labels=INVITATION_LABELS,
             nps_colours=NPS_COLOURS,
             may_export=current_user.can("survey.export"),
         )

@@ -23,6 +23,7 @@ from models.loyalty.purchases import (
 from models.loyalty.rewards import REDEMPTION_LABELS, Redemption
 from models.surveys.builder import QUESTION_KIND_LABELS, Question, Survey
 from models.surveys.invitations import INVITATION_LABELS, Invitation
+from models.tickets.canned import CannedReply
 from models.tickets.policy import PRIORITY_LABELS, SlaPolicy
 from models.tickets.ticket import CHANNEL_LABELS, MESSAGE_KIND_LABELS, STATUS_LABELS, Ticket, TicketMessage
 from models.user import LANGUAGES, ROLE_LABELS, StaffUser
@@ -38,6 +39,7 @@ COLUMN_LABELS: dict[tuple[type, str], Labels] = {
     (Ticket, "channel"): CHANNEL_LABELS,
     (Ticket, "priority"): PRIORITY_LABELS,
     (TicketMessage, "kind"): MESSAGE_KIND_LABELS,
+    (CannedReply, "language"): CUSTOMER_LANGUAGES,
     (SlaPolicy, "priority"): PRIORITY_LABELS,
     (Purchase, "status"): PURCHASE_STATUS_LABELS,
     (Purchase, "channel"): PURCHASE_CHANNELS,
