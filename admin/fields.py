@@ -14,7 +14,7 @@ from flask_login import current_user
 from limits import parse as parse_limit
 from wtforms import ValidationError
 
-from admin.base import staff_unit_of_work
+from admin.base import StaffModelView, staff_unit_of_work
 from extensions import limiter
 from models.contact import InvalidContact, normalise_email, normalise_phone
 from models.customer import (
@@ -177,12 +177,12 @@ def known_customer(_form, field) -> None:
         raise ValidationError(str(_l("No customer has that email, phone or member number.")))
 
 
-class OpensFromCustomerPage:
+class OpensFromCustomerPage(StaffModelView):
     """A model view whose create form, opened from a customer's page (`?customer_id=`), starts
     with that customer's member number in its `customer_lookup` field."""
 
     def create_form(self, obj=None):
-        form = super().create_form(obj)  # type: ignore[misc]
+        form = super().create_form(obj)
         customer_id = request.args.get("customer_id", type=int)
         if request.method == "GET" and customer_id and not form.customer_lookup.data:
             form.customer_lookup.data = member_numbers([customer_id]).get(customer_id, "")

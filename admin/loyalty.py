@@ -51,7 +51,7 @@ def check_window(model: DatedWindow) -> None:
         raise ValidationError(str(exc)) from None
 
 
-class PurchaseView(OpensFromCustomerPage, StaffModelView):
+class PurchaseView(OpensFromCustomerPage):
     right = "loyalty.view"
     endpoint_rights = {
         "create_view": "loyalty.purchase",

@@ -18,7 +18,7 @@ from markupsafe import Markup
 from wtforms import SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
-from admin.base import StaffModelView, can_view_pii, flash_busy, live_options
+from admin.base import can_view_pii, flash_busy, live_options
 from admin.fields import OpensFromCustomerPage, known_customer
 from admin.ticket_forms import (
     BulkAssignForm,
@@ -152,7 +152,7 @@ def _labelled(labels: dict) -> list[tuple[str, str]]:
     return [(key, str(label)) for key, label in labels.items()]
 
 
-class TicketView(OpensFromCustomerPage, StaffModelView):
+class TicketView(OpensFromCustomerPage):
     """All tickets; subclasses narrow the list to a queue."""
 
     right = "ticket.view"

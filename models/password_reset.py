@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import typing as t
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -147,7 +148,7 @@ def reset_password(token: str, new_password: str, now: datetime | None = None) -
         .values(ended_at=now, end_reason=USED)
         .execution_options(synchronize_session=False)
     )
-    if not claimed.rowcount:  # type: ignore[attr-defined]
+    if not t.cast(sa.CursorResult, claimed).rowcount:
         raise PasswordResetError(str(_l("This link is not valid any more. Ask for a new one.")))
     uow.session.flush()
     end_invalidated_sessions(user, now)
